@@ -1,0 +1,1 @@
+"""Channels: one async interface over memory pipes, TCP and serial ports (see docs/CONTRACTS.md §2)."""

@@ -1,0 +1,1 @@
+"""Payment security primitives: PIN blocks, MACs, key handling, DUKPT (built on `cryptography`)."""

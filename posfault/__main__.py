@@ -1,0 +1,3 @@
+from posfault.cli import main
+
+raise SystemExit(main())

@@ -5,10 +5,12 @@ just the encoded message, for ``unionpay_pos`` ``TPDU(5) + application header(6)
 dialect's ``spec.wire`` table gives the defaults:
 
 =====================  ==========================================================================
-``length_header``      ``"binary2"`` (default), ``"binary4"``, ``"ascii4"`` or ``"bcd2"``
+``length``             ``"binary2"`` (default), ``"binary4"``, ``"ascii4"`` or ``"bcd2"``
+                       (``length_header`` is accepted as an alias)
 ``length_inclusive``   ``true`` when the length counts the header itself (default ``false``)
 ``tpdu``               default TPDU as 10 hex digits (``"6000030000"``); absent/empty: no TPDU
-``app_header``         default application header, 12 hex digits (``"603100000000"``); absent: none
+``header``             default application header, 12 hex digits (``"603100000000"``); absent:
+                       none (``app_header`` is accepted as an alias)
 ``max_frame``          largest frame a channel accepts for this dialect (default 8192)
 =====================  ==========================================================================
 
@@ -81,11 +83,12 @@ class Wire:
             spec = load_spec(spec)
         self.spec = spec
         wire: dict[str, Any] = dict(getattr(spec, "wire", None) or {})
-        self.prefix: LengthPrefix = length_prefix(length_header or wire.get("length_header", "binary2"),
+        kind = length_header or wire.get("length", wire.get("length_header", "binary2"))
+        self.prefix: LengthPrefix = length_prefix(kind,
                                                   inclusive=bool(wire.get("length_inclusive", False)))
         self.max_frame: int = int(wire.get("max_frame", DEFAULT_MAX_FRAME))
         tpdu_value = wire.get("tpdu") if tpdu is Wire._UNSET else tpdu
-        header_value = wire.get("app_header") if app_header is Wire._UNSET else app_header
+        header_value = wire.get("header", wire.get("app_header")) if app_header is Wire._UNSET else app_header
         self.tpdu: Tpdu | None = (tpdu_value if isinstance(tpdu_value, Tpdu) or tpdu_value is None
                                   else (Tpdu.from_hex(h) if (h := _opt_hex(tpdu_value)) else None))
         self.app_header: AppHeader | None = (

@@ -32,6 +32,7 @@ Semantics, precisely:
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import tomllib
@@ -485,7 +486,7 @@ class Fragment(Action):
                 n = min(self.pieces, max(len(wire), 1))
                 cuts = [len(wire) * i // n for i in range(1, n)]
             bounds = [0, *cuts, len(wire)]
-            pieces = tuple(wire[a:b] for a, b in zip(bounds, bounds[1:], strict=False))
+            pieces = tuple(wire[a:b] for a, b in itertools.pairwise(bounds))
             out.append(Delivery(d.delay, wire, True, f"{len(pieces)} fragments", pieces, self.gap))
         return out
 

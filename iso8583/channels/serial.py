@@ -6,9 +6,10 @@ Two framings:
 * ``framing="stx"`` (default): ``STX | LEN(2, BCD) | DATA | ETX | LRC`` per frame, the receiver
   answering ``ACK`` (06) for a good frame and ``NAK`` (15) for a bad LRC/length/ETX. :meth:`send`
   waits for the ACK and retransmits on NAK or after ``ack_timeout`` up to ``retries`` times, then
-  raises :class:`ChannelError`. Because a lost ACK makes the sender retransmit a frame we already
-  delivered, an identical frame arriving again within ``dedupe_window`` seconds is ACKed but not
-  delivered twice.
+  raises :class:`ChannelError`. A lost ACK makes the sender retransmit a frame we already
+  delivered; with ``dedupe_window`` > 0, an identical frame arriving again within that many
+  seconds is ACKed but not delivered twice (off by default: it would also hide genuine
+  duplicates, which the terminal/host logic must handle anyway).
 * a length header (``framing="binary2"``, ``"ascii4"``...): the same framing as on TCP, no ACK/NAK —
   some terminals just put their TCP byte stream on the serial line.
 
@@ -93,7 +94,7 @@ class SerialChannel(Channel):
     def __init__(self, port: Any, *, name: str | None = None, framing: str = "stx", ack: bool = True,
                  ack_timeout: float = 1.0, retries: int = 3, max_frame: int = DEFAULT_MAX_FRAME,
                  idle_timeout: float | None = None, poll_interval: float = 0.005,
-                 dedupe_window: float = 5.0, serial_length: str = "bcd2") -> None:
+                 dedupe_window: float = 0.0, serial_length: str = "bcd2") -> None:
         self.stx = framing == "stx"
         super().__init__(name=name or f"serial:{getattr(port, 'name', None) or getattr(port, 'port', '?')}",
                          prefix=None if self.stx else length_prefix(framing), max_frame=max_frame,
@@ -174,7 +175,7 @@ class SerialChannel(Channel):
                 if self.ack:
                     self._write(bytes([ACK]))
                 now = self._loop.time()
-                if (self.ack and event.payload == self._last_payload
+                if (self.ack and self.dedupe_window and event.payload == self._last_payload
                         and now - self._last_payload_at <= self.dedupe_window):
                     self.stats["duplicates_dropped"] += 1
                     self._last_payload_at = now
@@ -264,7 +265,8 @@ class SerialChannel(Channel):
 async def open_serial(url: str, *, baudrate: int = 9600, framing: str = "stx", ack: bool = True,
                       ack_timeout: float = 1.0, retries: int = 3, max_frame: int = DEFAULT_MAX_FRAME,
                       idle_timeout: float | None = None, poll_interval: float = 0.005,
-                      name: str | None = None, **serial_kwargs: Any) -> SerialChannel:
+                      dedupe_window: float = 0.0, name: str | None = None,
+                      **serial_kwargs: Any) -> SerialChannel:
     """Open ``url`` with ``serial.serial_for_url`` (non-blocking) and wrap it in a SerialChannel."""
     import serial  # pyserial; imported here so the rest of iso8583 does not need it
 
@@ -274,4 +276,4 @@ async def open_serial(url: str, *, baudrate: int = 9600, framing: str = "stx", a
         raise ChannelClosed(f"cannot open serial port {url!r}: {exc}") from exc
     return SerialChannel(port, name=name or f"serial:{url}", framing=framing, ack=ack,
                          ack_timeout=ack_timeout, retries=retries, max_frame=max_frame,
-                         idle_timeout=idle_timeout, poll_interval=poll_interval)
+                         idle_timeout=idle_timeout, poll_interval=poll_interval, dedupe_window=dedupe_window)

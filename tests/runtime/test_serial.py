@@ -115,7 +115,7 @@ def test_sender_retransmits_after_nak_and_gives_up_without_ack() -> None:
 def test_lost_ack_retransmission_is_not_delivered_twice() -> None:
     async def main():
         master_fd, slave_fd = os.openpty()
-        device = await open_serial(os.ttyname(slave_fd))
+        device = await open_serial(os.ttyname(slave_fd), dedupe_window=5)
         os.close(slave_fd)
         raw = FdPort(master_fd)
         frame = build_serial_frame(b"0200 once")

@@ -97,22 +97,23 @@ _ASCII_PAN = re.compile(rb"[0-9]{13,19}")
 
 
 def _scrub_bytes(data: bytes) -> bytes:
+    """Zero the middle of anything that looks like a PAN: 13-19 ASCII digits, or 7+ bytes of packed
+    BCD (runs made mostly of ASCII digit bytes are text, already handled by the first rule)."""
     out = bytearray(data)
     for m in _ASCII_PAN.finditer(data):
         for i in range(m.start() + 6, m.end() - 4):
             out[i] = 0x30
-    run = 0
-    for i, byte in enumerate(data):  # packed BCD: 7+ bytes whose nibbles are all decimal digits
-        if (byte >> 4) <= 9 and (byte & 0x0F) <= 9:
-            run += 1
-            continue
-        if run >= 7:
-            for j in range(i - run + 3, i - 2):
+    start = 0
+    n = len(data)
+    while start < n:
+        end = start
+        while end < n and (data[end] >> 4) <= 9 and (data[end] & 0x0F) <= 9:
+            end += 1
+        run = data[start:end]
+        if len(run) >= 7 and sum(0x30 <= b <= 0x39 for b in run) * 2 < len(run):
+            for j in range(start + 3, end - 2):
                 out[j] = 0
-        run = 0
-    if run >= 7:
-        for j in range(len(data) - run + 3, len(data) - 2):
-            out[j] = 0
+        start = end + 1
     return bytes(out)
 
 

@@ -259,7 +259,9 @@ class FaultLink:
                 await ch.reset()
 
     def start(self) -> asyncio.Task[None]:
-        """Run in the background; returns the task (awaiting it waits for the link to end)."""
+        """Run in the background; returns the task (awaiting it waits for the link to end). Idempotent."""
+        if self._task is not None:
+            return self._task
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"{self.name}:run")
         return self._task
 

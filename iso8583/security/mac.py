@@ -145,6 +145,8 @@ DEFAULT_ALGORITHMS: dict[str, str] = {
     "iso87binary": "retail",
     "iso93ascii": "retail",
 }
+#: Default per transaction family, for user specs that extend a built-in dialect under a new name.
+DEFAULT_FAMILY_ALGORITHMS: dict[str, str] = {"unionpay": "unionpay_ecb", "iso87": "retail", "iso93": "retail"}
 
 
 def _canonical(name: str) -> str:
@@ -165,15 +167,21 @@ def _spec_name(spec: Any) -> str | None:
 
 
 def algorithm_for(spec: Any, algorithm: str | None = None) -> str:
-    """The MAC algorithm to use with ``spec``: the explicit one, else the spec's ``security`` table
-    (``mac_algorithm``), else :data:`DEFAULT_ALGORITHMS` by spec name, else the X9.19 retail MAC."""
+    """The MAC algorithm to use with ``spec``: the explicit one, else the spec's ``[security]`` table
+    (``mac_algorithm = "..."``), else :data:`DEFAULT_ALGORITHMS` by spec name, else by the spec's
+    family (:data:`DEFAULT_FAMILY_ALGORITHMS`), else the X9.19 retail MAC."""
     if algorithm is not None:
         return _canonical(algorithm)
     table = getattr(spec, "security", None)
+    if not isinstance(table, dict):
+        source = getattr(spec, "source", None)
+        table = source.get("security") if isinstance(source, dict) else None
     if isinstance(table, dict) and table.get("mac_algorithm"):
         return _canonical(str(table["mac_algorithm"]))
-    name = _spec_name(spec)
-    return DEFAULT_ALGORITHMS.get(name or "", "retail")
+    name = _spec_name(spec) or ""
+    if name in DEFAULT_ALGORITHMS:
+        return DEFAULT_ALGORITHMS[name]
+    return DEFAULT_FAMILY_ALGORITHMS.get(str(getattr(spec, "family", "")), "retail")
 
 
 # -- message level ------------------------------------------------------------------------------------

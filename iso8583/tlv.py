@@ -36,8 +36,10 @@ __all__ = [
     "find",
     "from_dict",
     "is_constructed",
+    "iter_flat",
     "mask_tag_value",
     "normalize_tag",
+    "summary",
     "tag_name",
     "to_dict",
 ]
@@ -418,13 +420,22 @@ def mask_tag_value(tag: str, value: bytes) -> str:
     return value.hex().upper()
 
 
-def describe(data: bytes | Iterable[TLV], *, indent: str = "  ") -> str:
+def describe(data: bytes | Iterable[TLV], *, indent: str = "  ", strict: bool = True) -> str:
     """One line per object — tag, name, length, masked value — children indented under templates.
 
     Safe to print, log or put in a report: sensitive tags (:data:`SENSITIVE_TAGS`) are masked.
-    Raises :class:`TLVError` if ``data`` is malformed bytes.
+    Raises :class:`TLVError` if ``data`` is malformed bytes, unless ``strict=False``: then the text
+    says where it is malformed instead (for describing captured traffic, which may be garbage).
     """
-    tree = decode(data) if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            tree = decode(data)
+        except TLVError as exc:
+            if strict:
+                raise
+            return f"<malformed BER-TLV, {len(data)} bytes: {exc.detail} at offset {exc.offset}>"
+    else:
+        tree = list(data)
     lines: list[str] = []
 
     def walk(items: Iterable[TLV], level: int) -> None:
@@ -438,3 +449,18 @@ def describe(data: bytes | Iterable[TLV], *, indent: str = "  ") -> str:
 
     walk(tree, 0)
     return "\n".join(lines)
+
+
+def summary(data: bytes | Iterable[TLV]) -> str:
+    """One line, ``TAG=value`` per primitive object (masked), for a describe/trace line of field 55.
+
+    Never raises on malformed bytes: it returns a ``<malformed BER-TLV ...>`` note instead.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            tree = decode(data)
+        except TLVError as exc:
+            return f"<malformed BER-TLV, {len(data)} bytes: {exc.detail} at offset {exc.offset}>"
+    else:
+        tree = list(data)
+    return " ".join(f"{i.tag}={mask_tag_value(i.tag, i.value)}" for i in iter_flat(tree) if i.children is None)

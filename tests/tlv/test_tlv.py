@@ -213,3 +213,28 @@ def test_truncations_and_bit_flips_raise_tlverror_within_the_data(items: list[TL
         tlv.decode(bytes(encoded))
     except TLVError as exc:
         assert 0 <= exc.offset <= len(encoded)
+
+
+def test_summary_and_lenient_describe_never_raise_and_stay_masked() -> None:
+    data = tlv.encode([("9F27", b"\x80"), ("70", [("5A", bytes.fromhex("6212345678901234"))])])
+    assert tlv.summary(data) == "9F27=80 5A=621234******1234"
+    broken = data[:-3]
+    note = tlv.summary(broken)
+    assert note.startswith("<malformed BER-TLV, ") and "offset" in note
+    assert tlv.describe(broken, strict=False) == note
+    assert "6212345678" not in note
+    with pytest.raises(TLVError):
+        tlv.describe(broken)
+
+
+def test_every_card_fixture_emv_field_decodes() -> None:
+    import tomllib
+    from pathlib import Path
+
+    cards = tomllib.loads((Path(__file__).resolve().parents[2] / "fixtures/cards/test_cards.toml")
+                          .read_text(encoding="utf-8"))["cards"]
+    emv = {name: card["emv"] for name, card in cards.items() if card.get("emv")}
+    assert emv
+    for name, hex_text in emv.items():
+        values = tlv.to_dict(bytes.fromhex(hex_text))
+        assert "9F26" in values and "9F02" in values, name

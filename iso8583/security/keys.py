@@ -188,9 +188,11 @@ class WorkingKeys:
 
     Field 62 layout (China UnionPay POS terminal spec, sign-on 0810): for each key in the order
     PIK, MAK[, TDK]: the key encrypted under the TMK (TDES-ECB), then its 4-byte check value (the
-    clear key encrypting eight zero bytes). All keys have the same length, so the total says which
-    layout it is: 24 bytes = single-length PIK+MAK; 40 = double-length PIK+MAK; 60 = double-length
-    PIK+MAK+TDK. ISO 8583:1987 dialects carry the same bytes as hex text (``pack_hex``).
+    clear key encrypting eight zero bytes). Slots have one size, so the total says which layout it
+    is: 24 bytes = single-length PIK+MAK; 40 = double-length PIK+MAK; 60 = double-length
+    PIK+MAK+TDK. In a 16-byte slot, a single-length key (the DES MAK of the UnionPay ECB MAC) is
+    8 encrypted bytes followed by 8 zero bytes. ISO 8583:1987 dialects carry the same bytes as hex
+    text (``pack_hex``).
     """
 
     pin_key: Key
@@ -202,9 +204,8 @@ class WorkingKeys:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Key):
                 object.__setattr__(self, name, Key(key_bytes(value)))
-        sizes = {len(k) for k in self._keys()}
-        if len(sizes) != 1 or sizes.pop() not in (8, 16):
-            raise SecurityError("working keys must all be 8 or all be 16 bytes long")
+        if any(len(k) not in (8, 16) for k in self._keys()):
+            raise SecurityError("working keys must be 8 or 16 bytes long")
 
     def _keys(self) -> list[Key]:
         return [self.pin_key, self.mac_key] + ([self.data_key] if self.data_key is not None else [])
@@ -217,10 +218,15 @@ class WorkingKeys:
                    Key.generate(length, rng=rng) if with_data_key else None)
 
     def pack(self, tmk: KeyLike) -> bytes:
-        """Field 62 payload: each key encrypted under ``tmk`` followed by its 4-byte check value."""
+        """Field 62 payload: each key encrypted under ``tmk`` followed by its 4-byte check value.
+
+        If any key is double-length every slot is 16 bytes; a single-length key in a 16-byte slot
+        (the DES MAC key of UnionPay's "double-length" mode) is sent as 8 encrypted bytes + 8 zeros.
+        """
+        slot = max(len(k) for k in self._keys())
         out = bytearray()
         for key in self._keys():
-            out += encrypt_key(tmk, key)
+            out += encrypt_key(tmk, key).ljust(slot, b"\x00")
             out += kcv(key, length=FIELD62_KCV_LENGTH)
         return bytes(out)
 
@@ -250,7 +256,10 @@ class WorkingKeys:
         names = ("PIN key", "MAC key", "data key")
         for i in range(count):
             chunk = data[i * (size + FIELD62_KCV_LENGTH):(i + 1) * (size + FIELD62_KCV_LENGTH)]
-            key = decrypt_key(tmk, chunk[:size])
+            encrypted = chunk[:size]
+            if size == 16 and encrypted[8:] == bytes(8):
+                encrypted = encrypted[:8]  # single-length key in a double-length slot (see pack)
+            key = decrypt_key(tmk, encrypted)
             expected = chunk[size:]
             actual = kcv(key, length=FIELD62_KCV_LENGTH)
             if not hmac.compare_digest(actual, expected):

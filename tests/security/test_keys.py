@@ -78,6 +78,16 @@ def test_working_keys_pack_unpack_all_layouts() -> None:
         assert has_odd_parity(wk.pin_key) and has_odd_parity(wk.mac_key)
 
 
+def test_single_length_mac_key_in_a_double_length_layout() -> None:
+    keys = load_test_keys()
+    wk = WorkingKeys(keys.working_keys.pin_key, keys.working_keys_single.mac_key)
+    payload = wk.pack(keys.tmk)
+    assert len(payload) == 40
+    assert payload[20 + 8:20 + 16] == bytes(8)   # MAK slot: 8 encrypted bytes, 8 zero bytes
+    back = WorkingKeys.unpack(payload, keys.tmk)
+    assert back == wk and len(back.mac_key) == 8
+
+
 def test_wrong_tmk_or_corrupted_field_62_is_a_key_check_error() -> None:
     keys = load_test_keys()
     payload = bytearray(keys.field62)
@@ -113,5 +123,5 @@ def test_bad_key_lengths_are_clear_errors() -> None:
         Key(bytes(10))
     with pytest.raises(SecurityError, match="AES key must be 16, 24 or 32 bytes, got 8"):
         Key(bytes(8), "aes")
-    with pytest.raises(SecurityError, match="all be 8 or all be 16"):
-        WorkingKeys(Key(bytes(16)), Key(bytes(8)))
+    with pytest.raises(SecurityError, match="8 or 16 bytes"):
+        WorkingKeys(Key(bytes(16)), Key(bytes(24)))

@@ -196,13 +196,20 @@ def _mac_field(msg: Any, spec: Any) -> int:
     return number
 
 
+def _field_size(spec: Any, number: int, value: bytes) -> int | None:
+    """Encoded size of ``value`` in field ``number`` via the spec's compiled field codec, if it has one."""
+    fields = getattr(spec, "fields", None)
+    encoder = getattr(fields.get(number), "encode", None) if isinstance(fields, dict) else None
+    return len(encoder(value)) if callable(encoder) else None
+
+
 def _mac_split(msg: Any, spec: Any) -> tuple[int, bytes, int]:
     """(MAC field number, bytes from the MTI up to the MAC field, encoded size of the MAC field)
     for ``msg`` encoded under ``spec``.
 
-    Encodes the message twice with two different placeholders in the MAC field; the common prefix
-    is exactly what precedes the MAC value (the MAC field is always the last field), so this holds
-    for any encoding of field 64/128 (binary, hex text, with or without a length prefix).
+    The MAC field is always the last field, so the bytes before it are the encoding of the message
+    (with a placeholder MAC) minus the MAC field's encoded size. For a spec without compiled field
+    codecs the size is found by encoding twice with different placeholders (the common prefix).
     """
     from .. import encode  # the codec; imported late so security works without it for primitives
 
@@ -214,6 +221,9 @@ def _mac_split(msg: Any, spec: Any) -> tuple[int, bytes, int]:
         raise MacError(f"field {n} follows MAC field {number}; the MAC must be the last field")
     work[number] = b"\x00" * 8
     low = encode(work, spec)
+    size = _field_size(spec, number, work[number])
+    if size is not None:
+        return number, low[:len(low) - size], size
     work[number] = b"\xff" * 8
     high = encode(work, spec)
     if len(low) != len(high):
@@ -268,13 +278,17 @@ def verify(data: Any, spec: Any, key: KeyLike, algorithm: str | None = None) -> 
     if not isinstance(received, (bytes, bytearray)):
         return False
     try:
-        mac_number, canonical, mac_size = _mac_split(msg, spec)
+        if _mac_field(msg, spec) != number:
+            return False  # a MAC in 64 with secondary-bitmap fields after it: not where it belongs
+        size = _field_size(spec, number, bytes(received)) if raw is not None else None
+        if size is None:
+            _, canonical, size = _mac_split(msg, spec)
+            if raw is None:
+                raw = canonical + bytes(size)  # only the prefix is used below
     except MacError:
         return False
-    if mac_number != number:
-        return False
     # For received bytes, MAC exactly what came over the wire: everything before the MAC field,
-    # which is the last field and has a fixed encoded size.
-    prefix = raw[:len(raw) - mac_size] if raw is not None else canonical
+    # which is the last field; no re-encoding is involved.
+    prefix = raw[:len(raw) - size]
     expected = compute(algo, key, prefix)
     return hmac.compare_digest(expected, bytes(received)[:len(expected)]) and len(received) == len(expected)

@@ -125,3 +125,12 @@ def test_bad_key_lengths_are_clear_errors() -> None:
         Key(bytes(8), "aes")
     with pytest.raises(SecurityError, match="8 or 16 bytes"):
         WorkingKeys(Key(bytes(16)), Key(bytes(24)))
+
+
+@given(st.binary(max_size=64) | st.sampled_from([24, 40, 60]).flatmap(lambda n: st.binary(min_size=n, max_size=n)))
+def test_random_field_62_payloads_only_raise_security_errors(payload: bytes) -> None:
+    tmk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    try:
+        WorkingKeys.unpack(payload, tmk)
+    except SecurityError:
+        pass

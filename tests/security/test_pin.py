@@ -140,3 +140,14 @@ def test_errors_never_contain_the_pin_or_clear_block() -> None:
         except PinBlockError as exc:
             text = str(exc) + repr(exc)
             assert "8642" not in text and clear not in text and TDES_KEY.hex().upper() not in text
+
+
+@given(block=st.binary(min_size=8, max_size=8) | st.binary(min_size=16, max_size=16),
+       pan=st.text("0123456789", min_size=1, max_size=19))
+def test_random_blocks_only_ever_raise_pin_block_error(block: bytes, pan: str) -> None:
+    for key in (TDES_KEY, AES_KEY):
+        try:
+            result = pin.decrypt(block, pan, key)
+        except PinBlockError:
+            continue
+        assert result.isdigit() and 4 <= len(result) <= 12

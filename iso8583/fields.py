@@ -31,6 +31,8 @@ Vocabulary (all per field, never per dialect, because real dialects mix them):
 from __future__ import annotations
 
 import re
+from binascii import Error as BinasciiError
+from binascii import hexlify, unhexlify
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -373,11 +375,11 @@ def _binary_codec(fs: FieldSpec) -> _DataCodec:
 
         def dec(raw: bytes, units: int | None) -> Any:
             text = raw.decode(codec) if codec != "ascii" else raw.decode("latin-1")
-            if len(text) & 1:
+            if len(text) & 1 or not text.isascii():
                 return None
             try:
-                return bytes.fromhex(text)
-            except ValueError:
+                return unhexlify(text)
+            except (BinasciiError, ValueError):
                 return None
 
     return _DataCodec(enc, dec)
@@ -440,23 +442,105 @@ def _compile_fixed(fs: FieldSpec, codec: _DataCodec) -> tuple[Encoder, Decoder]:
             raise _dec_error(fs, pos, expected_desc, raw)
         return value, end
 
-    # hot paths for the commonest layouts (ASCII numeric / text fixed fields)
-    if fs.encoding == "ascii" and fs.type == "n":
+    return _fast_fixed(fs, encode, decode, units, size)
+
+
+def _fast_fixed(fs: FieldSpec, slow_encode: Encoder, slow_decode: Decoder, units: int,
+                size: int) -> tuple[Encoder, Decoder]:
+    """Hot paths for fixed fields: straight-line checks, falling back to the slow (precise-error) path."""
+    kind, enc = fs.type, fs.encoding
+    if enc == "ascii" and kind == "n":
         def encode(value: Any) -> bytes:
             if value.__class__ is str and len(value) == units and value.isdigit() and value.isascii():
                 return value.encode("ascii")
-            data_enc(value)  # raises the precise type/character-class error, if that is the problem
-            raise _enc_error(fs, f"exactly {fs.max} {unit_name} (fixed length)", value)
+            return slow_encode(value)
 
         def decode(data: bytes, pos: int) -> tuple[Any, int]:
             end = pos + size
             raw = data[pos:end]
             if raw.isdigit() and len(raw) == size:
                 return raw.decode("ascii"), end
-            if len(raw) < size:
-                raise _truncated(fs, pos, size, len(raw))
-            raise _dec_error(fs, pos, expected_desc, raw)
+            return slow_decode(data, pos)
 
+    elif enc == "ascii" and kind in ("a", "an", "ans", "as", "ns", "z"):
+        check = _str_check(fs)
+
+        def encode(value: Any) -> bytes:
+            if value.__class__ is str and len(value) == units and check(value):
+                return value.encode("ascii")
+            return slow_encode(value)
+
+        def decode(data: bytes, pos: int) -> tuple[Any, int]:
+            end = pos + size
+            raw = data[pos:end]
+            if len(raw) == size:
+                text = raw.decode("latin-1")
+                if check(text):
+                    return text, end
+            return slow_decode(data, pos)
+
+    elif enc == "bcd" and kind == "n":
+        odd = units & 1
+        left = fs.pad.startswith("left")
+        pad_char = fs.pad[-1].lower()
+
+        def encode(value: Any) -> bytes:
+            if value.__class__ is str and len(value) == units and value.isdigit() and value.isascii():
+                if odd:
+                    return bytes.fromhex(pad_char + value if left else value + pad_char)
+                return bytes.fromhex(value)
+            return slow_encode(value)
+
+        def decode(data: bytes, pos: int) -> tuple[Any, int]:
+            end = pos + size
+            raw = data[pos:end]
+            if len(raw) == size:
+                text = raw.hex()
+                if odd:
+                    if left:
+                        if text[0] == pad_char:
+                            text = text[1:]
+                            if text.isdigit():
+                                return text, end
+                    elif text[-1] == pad_char:
+                        text = text[:-1]
+                        if text.isdigit():
+                            return text, end
+                elif text.isdigit():
+                    return text, end
+            return slow_decode(data, pos)
+
+    elif kind == "b" and enc == "binary":
+        def encode(value: Any) -> bytes:
+            if value.__class__ is bytes and len(value) == units:
+                return value
+            return slow_encode(value)
+
+        def decode(data: bytes, pos: int) -> tuple[Any, int]:
+            end = pos + size
+            raw = data[pos:end]
+            if len(raw) == size:
+                return raw, end
+            return slow_decode(data, pos)
+
+    elif kind == "b" and enc == "ascii":
+        def encode(value: Any) -> bytes:
+            if value.__class__ is bytes and len(value) == units:
+                return hexlify(value).upper()
+            return slow_encode(value)
+
+        def decode(data: bytes, pos: int) -> tuple[Any, int]:
+            end = pos + size
+            raw = data[pos:end]
+            if len(raw) == size:
+                try:
+                    return unhexlify(raw), end
+                except BinasciiError:
+                    pass
+            return slow_decode(data, pos)
+
+    else:
+        return slow_encode, slow_decode
     return encode, decode
 
 
@@ -487,19 +571,23 @@ def _compile_variable(fs: FieldSpec, codec: _DataCodec) -> tuple[Encoder, Decode
 
     slow_decode = _compile_variable_generic_decode(fs, codec, plen, pdec, by_bytes, to_bytes,
                                                    count_name, cls_desc, prefix_desc, hex_b)
-    decode = slow_decode
+    return _fast_variable(fs, encode, slow_decode, plen, penc, pdec, max_units, by_bytes)
 
-    # hot paths for the commonest layouts: they fall back to the fully checked decoder, which
-    # produces the precise error, whenever anything is off.
-    if fs.encoding == "ascii" and fs.prefix == "ascii" and fs.type in ("n", "ans"):
-        numeric = fs.type == "n"
+
+def _fast_variable(fs: FieldSpec, slow_encode: Encoder, slow_decode: Decoder, plen: int, penc: list[bytes],
+                   pdec: dict[bytes, int], max_units: int, by_bytes: bool) -> tuple[Encoder, Decoder]:
+    """Hot paths for variable fields (any prefix encoding: prefixes are table lookups), falling back
+    to the slow path, which produces the precise error, whenever anything is off."""
+    kind, enc = fs.type, fs.encoding
+    if enc == "ascii" and kind in ("n", "a", "an", "ans", "as", "ns", "z"):
+        numeric = kind == "n"
+        check = _str_check(fs)
 
         def encode(value: Any) -> bytes:
-            if (value.__class__ is str and len(value) <= max_units and value.isascii() and (
-                    value.isdigit() if numeric else value.isprintable())) or value == "":
+            if value.__class__ is str and len(value) <= max_units and (
+                    ((value.isdigit() and value.isascii()) or not value) if numeric else check(value)):
                 return penc[len(value)] + value.encode("ascii")
-            _, n = data_enc(value)  # raises the precise type/character-class error, if that is the problem
-            raise _enc_error(fs, f"at most {fs.max} {unit_name}", f"{n} {unit_name}")
+            return slow_encode(value)
 
         def decode(data: bytes, pos: int) -> tuple[Any, int]:
             start = pos + plen
@@ -513,11 +601,51 @@ def _compile_variable(fs: FieldSpec, codec: _DataCodec) -> tuple[Encoder, Decode
                             return raw.decode("ascii"), end
                     else:
                         text = raw.decode("latin-1")
-                        if text.isascii() and text.isprintable():
+                        if check(text):
                             return text, end
             return slow_decode(data, pos)
 
-    elif binary_b:
+    elif enc == "bcd" and kind == "n" and not by_bytes:
+        left = fs.pad.startswith("left")
+        pad_char = fs.pad[-1].lower()
+
+        def encode(value: Any) -> bytes:
+            if value.__class__ is str and len(value) <= max_units and ((value.isdigit() and value.isascii()) or not value):
+                n = len(value)
+                if n & 1:
+                    return penc[n] + bytes.fromhex(pad_char + value if left else value + pad_char)
+                return penc[n] + bytes.fromhex(value)
+            return slow_encode(value)
+
+        def decode(data: bytes, pos: int) -> tuple[Any, int]:
+            start = pos + plen
+            n = pdec.get(data[pos:start])
+            if n is not None:
+                size = (n + 1) >> 1
+                end = start + size
+                raw = data[start:end]
+                if len(raw) == size:
+                    text = raw.hex()
+                    if n & 1:
+                        if left:
+                            if text[0] == pad_char:
+                                text = text[1:]
+                                if text.isdigit():
+                                    return text, end
+                        elif text[-1] == pad_char:
+                            text = text[:-1]
+                            if text.isdigit():
+                                return text, end
+                    elif text.isdigit() or not n:
+                        return text, end
+            return slow_decode(data, pos)
+
+    elif kind == "b" and enc == "binary":
+        def encode(value: Any) -> bytes:
+            if value.__class__ is bytes and len(value) <= max_units:
+                return penc[len(value)] + value
+            return slow_encode(value)
+
         def decode(data: bytes, pos: int) -> tuple[Any, int]:
             start = pos + plen
             n = pdec.get(data[pos:start])
@@ -528,6 +656,30 @@ def _compile_variable(fs: FieldSpec, codec: _DataCodec) -> tuple[Encoder, Decode
                     return raw, end
             return slow_decode(data, pos)
 
+    elif kind == "b" and enc == "ascii":
+        scale = 2 if by_bytes else 1
+        per_unit = 1 if by_bytes else 2
+
+        def encode(value: Any) -> bytes:
+            if value.__class__ is bytes and len(value) <= max_units:
+                return penc[len(value) * scale] + hexlify(value).upper()
+            return slow_encode(value)
+
+        def decode(data: bytes, pos: int) -> tuple[Any, int]:
+            start = pos + plen
+            n = pdec.get(data[pos:start])
+            if n is not None:
+                end = start + n * per_unit
+                raw = data[start:end]
+                if len(raw) == n * per_unit:
+                    try:
+                        return unhexlify(raw), end
+                    except BinasciiError:
+                        pass
+            return slow_decode(data, pos)
+
+    else:
+        return slow_encode, slow_decode
     return encode, decode
 
 

@@ -105,6 +105,7 @@ class FakeHost:
     decline_amounts: dict[int, str] = field(default_factory=dict)
     settled_batches: list[tuple[str, SettlementTotals, str]] = field(default_factory=list)
     uploads: list[Message] = field(default_factory=list)
+    voids: dict[Any, Any] = field(default_factory=dict)
     count: int = 0
 
     def totals(self) -> SettlementTotals:
@@ -142,12 +143,15 @@ class FakeHost:
             return make_response(req, "00", fam, f54="1002156C000000500000")  # type: ignore[arg-type]
         if txn is TxnType.VOID:
             orig = original_key(req, fam)  # type: ignore[arg-type]
-            if orig in self.debits and orig not in self.reversed:
+            if key not in self.voids and orig in self.debits and orig not in self.reversed:
                 self.reversed.add(orig)
+                self.voids[key] = orig
             self.debits.setdefault(key, 0)
             return make_response(req, "00", fam, f37="000000000002", f38="123456")  # type: ignore[arg-type]
         if txn is TxnType.REVERSAL:
             orig = original_key(req, fam)  # type: ignore[arg-type]
+            if orig in self.voids:  # reversing a void puts the original debit back
+                self.reversed.discard(self.voids.pop(orig))
             self.reversed.add(orig)
             return make_response(req, "00", fam)  # type: ignore[arg-type]
         if txn in (TxnType.REFUND, TxnType.OFFLINE_SALE):

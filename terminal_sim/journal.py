@@ -45,7 +45,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     schema_version INTEGER NOT NULL,
-    stan INTEGER NOT NULL,          -- last STAN used
+    stan INTEGER NOT NULL,          -- last STAN used by a message that is not an attempt
+    stan_seq INTEGER NOT NULL DEFAULT 0,  -- order of that use among all STAN uses
     batch INTEGER NOT NULL,         -- current (open) batch number
     keys TEXT,                      -- working keys as received at sign-on (encrypted under the TMK)
     keys_at REAL
@@ -61,6 +62,11 @@ CREATE TABLE IF NOT EXISTS attempts (
     batch INTEGER NOT NULL,
     original INTEGER,               -- attempt a void / completion / refund refers to
     created_at REAL NOT NULL,
+    mti TEXT NOT NULL,              -- the attempt's first request: MTI, STAN, field 7, batch
+    stan TEXT NOT NULL,
+    f7 TEXT NOT NULL,
+    req_batch TEXT NOT NULL,
+    stan_seq INTEGER,               -- NULL: the request never left (refused before sending)
     request TEXT,                   -- the request (JSON, secrets removed): builds reversal / upload
     outcome TEXT,                   -- approved | declined | failed | NULL (nothing shown yet)
     rc TEXT,
@@ -72,7 +78,6 @@ CREATE TABLE IF NOT EXISTS attempts (
     settled INTEGER NOT NULL DEFAULT 0,
     voided INTEGER NOT NULL DEFAULT 0,
     receipt TEXT,                   -- receipt text to print / reprint
-    printed_at REAL,                -- first time a receipt for this attempt came out
     reversal TEXT NOT NULL DEFAULT 'none',  -- none|armed|cleared|pending|acked|dropped
     reversal_reason TEXT,
     reversal_tries INTEGER NOT NULL DEFAULT 0,
@@ -83,17 +88,17 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_reversal ON attempts(id) WHERE reversal IN ('armed', 'pending');
 CREATE INDEX IF NOT EXISTS attempts_advice ON attempts(id) WHERE advice = 'pending';
-CREATE INDEX IF NOT EXISTS attempts_batch ON attempts(batch, in_batch, settled);
-CREATE TABLE IF NOT EXISTS requests (
+CREATE INDEX IF NOT EXISTS attempts_batch ON attempts(batch);
+CREATE TABLE IF NOT EXISTS requests (   -- further requests of an attempt (retransmissions)
     attempt INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
     mti TEXT NOT NULL,
     stan TEXT NOT NULL,
     f7 TEXT NOT NULL,               -- transmission date-time (empty in dialects without field 7)
     batch TEXT NOT NULL,
     sent_at REAL NOT NULL,
-    PRIMARY KEY (attempt, seq)
+    stan_seq INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS requests_attempt ON requests(attempt);
 CREATE TABLE IF NOT EXISTS receipts (
     id INTEGER PRIMARY KEY,
     attempt INTEGER NOT NULL,
@@ -102,6 +107,7 @@ CREATE TABLE IF NOT EXISTS receipts (
     outcome TEXT,                   -- what the receipt says (approved / declined)
     at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS receipts_attempt ON receipts(attempt);
 CREATE TABLE IF NOT EXISTS settlements (
     id INTEGER PRIMARY KEY,
     batch INTEGER NOT NULL,
@@ -162,6 +168,7 @@ class AttemptRecord:
     auth_code: str | None
     rrn: str | None
     shown_at: float | None         # when the outcome was shown
+    detail: str | None             # why (e.g. "no trustworthy response (timeout)", "interrupted by power loss")
     receipt_printed: bool
     receipt_printed_at: float | None
     receipt_outcome: str | None    # what the first printed receipt says
@@ -204,22 +211,37 @@ _memory_ids = itertools.count(1)
 
 
 class Journal:
-    """The terminal's persistent memory. One instance per open connection; see :meth:`reopen`."""
+    """The terminal's persistent memory. One instance per open connection; see :meth:`reopen`.
+
+    Hot-path steps are a single SQL statement each (atomic on their own in autocommit mode);
+    multi-statement steps run in one explicit transaction. A single writer is assumed: one
+    terminal owns its journal.
+    """
 
     def __init__(self, conn: sqlite3.Connection, path: str, uri: bool) -> None:
         self._conn = conn
         self.path = path
         self._uri = uri
         conn.executescript(_SCHEMA)
-        row = conn.execute("SELECT schema_version, stan, batch FROM meta WHERE id = 1").fetchone()
+        row = conn.execute("SELECT schema_version, stan, batch, stan_seq FROM meta WHERE id = 1").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (id, schema_version, stan, batch) VALUES (1, ?, 0, 1)",
                          (SCHEMA_VERSION,))
-            row = (SCHEMA_VERSION, 0, 1)
+            row = (SCHEMA_VERSION, 0, 1, 0)
         if row[0] != SCHEMA_VERSION:
-            raise TerminalError(f"journal {self.display_path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
-        self._stan: int = row[1]
+            raise TerminalError(f"journal {path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
         self._batch: int = row[2]
+        # The last STAN used is whichever use came last: a non-attempt message (meta), an attempt's
+        # first request, or a retransmission. ``stan_seq`` orders them.
+        candidates = [(row[3], row[1])]
+        for query in ("SELECT stan_seq, stan FROM attempts WHERE stan_seq IS NOT NULL ORDER BY stan_seq DESC LIMIT 1",
+                      "SELECT stan_seq, stan FROM requests ORDER BY stan_seq DESC LIMIT 1"):
+            found = conn.execute(query).fetchone()
+            if found is not None:
+                candidates.append((found[0], int(found[1]) if str(found[1]).isdigit() else 0))
+        self._seq, self._stan = max(candidates)
+        self._maybe_reversals = True   # cleared when a query finds none, set by any write that adds one
+        self._maybe_advices = True
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -261,10 +283,6 @@ class Journal:
     def close(self) -> None:
         self._conn.close()
 
-    @property
-    def display_path(self) -> str:
-        return self.path
-
     def __repr__(self) -> str:
         return f"Journal({self.path!r}, stan={self._stan}, batch={self._batch})"
 
@@ -293,17 +311,23 @@ class Journal:
     def batch(self) -> int:
         return self._batch
 
+    def _take_stan(self, stan: str) -> int | None:
+        """Advance the in-memory counter for a STAN about to be recorded; returns its sequence."""
+        if not stan.isdigit():
+            return None
+        self._seq += 1
+        self._stan = int(stan)
+        return self._seq
+
     def use_stan(self, stan: int) -> None:
         """Record that ``stan`` went out for a message that is not an attempt (sign-on, settlement)."""
-        with self._tx() as c:
-            c.execute("UPDATE meta SET stan = ? WHERE id = 1", (stan,))
-        self._stan = stan
+        seq = self._seq + 1
+        self._conn.execute("UPDATE meta SET stan = ?, stan_seq = ? WHERE id = 1", (stan, seq))
+        self._seq, self._stan = seq, stan
 
     def save_keys(self, keys: str, at: float, batch: int | None = None) -> None:
-        with self._tx() as c:
-            c.execute("UPDATE meta SET keys = ?, keys_at = ? WHERE id = 1", (keys, at))
-            if batch is not None:
-                c.execute("UPDATE meta SET batch = ? WHERE id = 1", (batch,))
+        self._conn.execute("UPDATE meta SET keys = ?, keys_at = ?, batch = COALESCE(?, batch) WHERE id = 1",
+                           (keys, at, batch))
         if batch is not None:
             self._batch = batch
 
@@ -311,53 +335,111 @@ class Journal:
         row = self._conn.execute("SELECT keys FROM meta WHERE id = 1").fetchone()
         return row[0] if row else None
 
-    # -- attempt steps (each one SQLite transaction) -----------------------------------------
+    # -- attempt steps (each atomic) ------------------------------------------------------------
     def begin_attempt(self, *, tid: str, kind: str, amount: int, pan: str, entry: str, request: Message,
                       at: float, arm_reversal: bool, mode: str = "online", original: int | None = None,
                       advice: bool = False, sent: bool = True) -> int:
-        """Allocate the attempt, record its request and STAN and (if asked) arm its reversal.
+        """Record the attempt, its request and STAN and (if asked) arm its reversal — one statement.
 
-        Must be called before the request leaves; the STAN in ``request[11]`` becomes the last used.
+        Must be called before the request leaves; ``sent=False`` records an attempt refused
+        before anything was sent (no STAN is used then).
         """
         stan = str(request.get(11, ""))
-        body = encode_fields(request)
-        with self._tx() as c:
-            cur = c.execute(
-                "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at,"
-                " request, reversal, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (tid, kind, mode, amount, mask_pan(pan) if pan else "", entry, self._batch, original, at, body,
-                 "armed" if arm_reversal else "none", "pending" if advice else "none"))
-            attempt = int(cur.lastrowid or 0)
-            if sent:
-                c.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?)",
-                          (attempt, 0, request.mti, stan, str(request.get(7, "")), _batch_of(request, self._batch),
-                           at))
-                if stan.isdigit():
-                    c.execute("UPDATE meta SET stan = ? WHERE id = 1", (int(stan),))
-        if sent and stan.isdigit():
-            self._stan = int(stan)
-        return attempt
+        seq = self._take_stan(stan) if sent else None
+        cur = self._conn.execute(
+            "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan,"
+            " f7, req_batch, stan_seq, request, reversal, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (tid, kind, mode, amount, mask_pan(pan) if pan else "", entry, self._batch, original, at, request.mti,
+             stan, str(request.get(7, "")), _batch_of(request, self._batch), seq, encode_fields(request),
+             "armed" if arm_reversal else "none", "pending" if advice else "none"))
+        if advice:
+            self._maybe_advices = True
+        return int(cur.lastrowid or 0)
 
     def begin_local(self, *, tid: str, kind: str, amount: int, pan: str, entry: str, request: Message, at: float,
                     mode: str, original: int | None, receipt: str, auth_code: str | None) -> int:
         """A locally approved attempt (offline sale, store-and-forward refund): the approval, the
-        batch entry, the receipt text and the pending advice, in one transaction."""
+        batch entry, the receipt text and the pending advice — one statement."""
         stan = str(request.get(11, ""))
+        seq = self._take_stan(stan)
+        cur = self._conn.execute(
+            "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan, f7,"
+            " req_batch, stan_seq, request, outcome, rc, auth_code, decided_at, in_batch, receipt, advice)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'approved',NULL,?,?,1,?,'pending')",
+            (tid, kind, mode, amount, mask_pan(pan), entry, self._batch, original, at, request.mti, stan,
+             str(request.get(7, "")), _batch_of(request, self._batch), seq, encode_fields(request),
+             auth_code, at, receipt))
+        self._maybe_advices = True
+        return int(cur.lastrowid or 0)
+
+    def add_request(self, attempt: int, request: Message, at: float, *, arm_reversal: bool) -> None:
+        """A further request for the same attempt (a retransmission, possibly under a new STAN)."""
+        stan = str(request.get(11, ""))
+        seq = self._take_stan(stan) or 0
         with self._tx() as c:
-            cur = c.execute(
-                "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, request,"
-                " outcome, rc, auth_code, decided_at, in_batch, receipt, advice)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,'approved',NULL,?,?,1,?,'pending')",
-                (tid, kind, mode, amount, mask_pan(pan), entry, self._batch, original, at, encode_fields(request),
-                 auth_code, at, receipt))
-            attempt = int(cur.lastrowid or 0)
             c.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?)",
-                      (attempt, 0, request.mti, stan, str(request.get(7, "")), _batch_of(request, self._batch), at))
-            if stan.isdigit():
-                c.execute("UPDATE meta SET stan = ? WHERE id = 1", (int(stan),))
-        if stan.isdigit():
-            self._stan = int(stan)
-        return attempt
+                      (attempt, request.mti, stan, str(request.get(7, "")), _batch_of(request, self._batch), at,
+                       seq))
+            c.execute("UPDATE attempts SET request = ?, reversal = CASE WHEN ? THEN 'armed' ELSE reversal END"
+                      " WHERE id = ?", (encode_fields(request), arm_reversal, attempt))
+
+    def decide(self, attempt: int, *, outcome: str, at: float, rc: str | None = None,
+               auth_code: str | None = None, rrn: str | None = None, detail: str | None = None,
+               in_batch: bool = False, receipt: str | None = None, reversal: str | None = None,
+               reversal_reason: str | None = None, void_original: int | None = None,
+               request: Message | None = None) -> None:
+        """Record what was shown, and atomically what follows from it.
+
+        ``reversal``: new reversal state (``cleared`` when a trustworthy answer came, ``pending``
+        when the terminal must reverse, ``None`` to leave it). ``void_original`` takes a voided
+        transaction out of the batch in the same transaction.
+        """
+        sql = ("UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
+               " in_batch = ?, receipt = ?, reversal = COALESCE(?, reversal),"
+               " reversal_reason = COALESCE(?, reversal_reason), request = COALESCE(?, request) WHERE id = ?")
+        args = (outcome, rc, auth_code, rrn, detail, at, int(in_batch), receipt, reversal, reversal_reason,
+                encode_fields(request) if request is not None else None, attempt)
+        if reversal == "pending":
+            self._maybe_reversals = True
+        if void_original is None:
+            self._conn.execute(sql, args)
+            return
+        with self._tx() as c:
+            c.execute(sql, args)
+            c.execute("UPDATE attempts SET voided = 1, in_batch = 0 WHERE id = ?", (void_original,))
+
+    def set_reversal(self, attempt: int, state: str, *, reason: str | None = None, at: float | None = None,
+                     request: Message | None = None) -> None:
+        """Move a reversal to ``state`` (pending / acked / cleared); ``request`` stores the original
+        when it was not persisted before sending (the faulty profile's late write)."""
+        if state == "pending":
+            self._maybe_reversals = True
+        self._conn.execute(
+            "UPDATE attempts SET reversal = ?, reversal_reason = COALESCE(?, reversal_reason),"
+            " reversal_at = COALESCE(?, reversal_at), request = COALESCE(?, request) WHERE id = ?",
+            (state, reason, at, encode_fields(request) if request is not None else None, attempt))
+
+    def reversal_try(self, attempt: int, at: float) -> int:
+        """Count one transmission of a reversal (before it leaves); returns the try number."""
+        row = self._conn.execute("UPDATE attempts SET reversal_tries = reversal_tries + 1, reversal_at = ?"
+                                 " WHERE id = ? RETURNING reversal_tries", (at, attempt)).fetchone()
+        return int(row[0]) if row else 0
+
+    def advice_try(self, attempt: int, at: float) -> int:
+        row = self._conn.execute("UPDATE attempts SET advice_tries = advice_tries + 1, advice_at = ?"
+                                 " WHERE id = ? RETURNING advice_tries", (at, attempt)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_advice(self, attempt: int, state: str, at: float, *, rc: str | None = None,
+                   rrn: str | None = None) -> None:
+        self._conn.execute("UPDATE attempts SET advice = ?, advice_at = ?, rrn = COALESCE(rrn, ?),"
+                           " in_batch = CASE WHEN ? = 'rejected' THEN 0 ELSE in_batch END WHERE id = ?",
+                           (state, at, rrn, state, attempt))
+
+    def receipt_printed(self, attempt: int, *, copy: str, status: str, outcome: str | None, at: float) -> None:
+        """Record one print (or failed print: ``status`` is the fault) of a receipt for ``attempt``."""
+        self._conn.execute("INSERT INTO receipts (attempt, copy, status, outcome, at) VALUES (?,?,?,?,?)",
+                           (attempt, copy, status, outcome, at))
 
     def recover_undecided(self, at: float, *, reason: str) -> list[int]:
         """Power-up: attempts interrupted before their outcome was committed are shown as failed,
@@ -372,102 +454,43 @@ class Journal:
                     " WHERE outcome IS NULL", (at, reason))
             c.execute("UPDATE attempts SET reversal = 'pending', reversal_reason = COALESCE(reversal_reason, ?)"
                       " WHERE reversal = 'armed'", (reason,))
+        self._maybe_reversals = True
         return ids
-
-    def add_request(self, attempt: int, request: Message, at: float, *, arm_reversal: bool) -> None:
-        """A further request for the same attempt (a retransmission, possibly under a new STAN)."""
-        stan = str(request.get(11, ""))
-        with self._tx() as c:
-            (seq,) = c.execute("SELECT COUNT(*) FROM requests WHERE attempt = ?", (attempt,)).fetchone()
-            c.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?)",
-                      (attempt, seq, request.mti, stan, str(request.get(7, "")),
-                       _batch_of(request, self._batch), at))
-            c.execute("UPDATE attempts SET request = ?, reversal = CASE WHEN ? THEN 'armed' ELSE reversal END"
-                      " WHERE id = ?", (encode_fields(request), arm_reversal, attempt))
-            if stan.isdigit():
-                c.execute("UPDATE meta SET stan = ? WHERE id = 1", (int(stan),))
-        if stan.isdigit():
-            self._stan = int(stan)
-
-    def decide(self, attempt: int, *, outcome: str, at: float, rc: str | None = None,
-               auth_code: str | None = None, rrn: str | None = None, detail: str | None = None,
-               in_batch: bool = False, receipt: str | None = None, reversal: str | None = None,
-               reversal_reason: str | None = None, void_original: int | None = None,
-               request: Message | None = None) -> None:
-        """Record what was shown, and atomically what follows from it.
-
-        ``reversal``: new reversal state (``cleared`` when a trustworthy answer came, ``pending``
-        when the terminal must reverse, ``None`` to leave it). ``void_original`` takes a voided
-        transaction out of the batch in the same transaction.
-        """
-        with self._tx() as c:
-            c.execute(
-                "UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
-                " in_batch = ?, receipt = ?, reversal = COALESCE(?, reversal),"
-                " reversal_reason = COALESCE(?, reversal_reason), request = COALESCE(?, request) WHERE id = ?",
-                (outcome, rc, auth_code, rrn, detail, at, int(in_batch), receipt, reversal, reversal_reason,
-                 encode_fields(request) if request is not None else None, attempt))
-            if void_original is not None:
-                c.execute("UPDATE attempts SET voided = 1, in_batch = 0 WHERE id = ?", (void_original,))
-
-    def set_reversal(self, attempt: int, state: str, *, reason: str | None = None, at: float | None = None,
-                     request: Message | None = None) -> None:
-        """Move a reversal to ``state`` (pending / acked / cleared); ``request`` stores the original
-        when it was not persisted before sending (the faulty profile's late write)."""
-        with self._tx() as c:
-            c.execute("UPDATE attempts SET reversal = ?, reversal_reason = COALESCE(?, reversal_reason),"
-                      " reversal_at = COALESCE(?, reversal_at), request = COALESCE(?, request) WHERE id = ?",
-                      (state, reason, at, encode_fields(request) if request is not None else None, attempt))
-
-    def reversal_try(self, attempt: int, at: float) -> int:
-        """Count one transmission of a reversal (before it leaves); returns the try number."""
-        with self._tx() as c:
-            c.execute("UPDATE attempts SET reversal_tries = reversal_tries + 1, reversal_at = ? WHERE id = ?",
-                      (at, attempt))
-            (tries,) = c.execute("SELECT reversal_tries FROM attempts WHERE id = ?", (attempt,)).fetchone()
-        return int(tries)
-
-    def advice_try(self, attempt: int, at: float) -> int:
-        with self._tx() as c:
-            c.execute("UPDATE attempts SET advice_tries = advice_tries + 1, advice_at = ? WHERE id = ?",
-                      (at, attempt))
-            (tries,) = c.execute("SELECT advice_tries FROM attempts WHERE id = ?", (attempt,)).fetchone()
-        return int(tries)
-
-    def set_advice(self, attempt: int, state: str, at: float, *, rc: str | None = None,
-                   rrn: str | None = None) -> None:
-        with self._tx() as c:
-            c.execute("UPDATE attempts SET advice = ?, advice_at = ?, rrn = COALESCE(rrn, ?),"
-                      " in_batch = CASE WHEN ? = 'rejected' THEN 0 ELSE in_batch END WHERE id = ?",
-                      (state, at, rrn, state, attempt))
-
-    def receipt_printed(self, attempt: int, *, copy: str, status: str, outcome: str | None, at: float) -> None:
-        """Record one print (or failed print) of a receipt for ``attempt``."""
-        with self._tx() as c:
-            c.execute("INSERT INTO receipts (attempt, copy, status, outcome, at) VALUES (?,?,?,?,?)",
-                      (attempt, copy, status, outcome, at))
-            if status == "printed":
-                c.execute("UPDATE attempts SET printed_at = COALESCE(printed_at, ?) WHERE id = ?", (at, attempt))
 
     # -- queries -------------------------------------------------------------------------------
     def pending_reversals(self) -> list[PendingMessage]:
-        """Reversals to send: decided (``pending``) and armed-but-unanswered (after a power cut)."""
+        """Reversals the terminal has decided to send and that are not yet acknowledged."""
+        if not self._maybe_reversals:
+            return []
         rows = self._conn.execute(
             "SELECT id, request, reversal, reversal_reason, reversal_tries FROM attempts"
             " WHERE reversal IN ('armed', 'pending') ORDER BY id").fetchall()
-        return [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in rows if r[1]]
+        out = [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in rows
+               if r[1] and r[2] == "pending"]
+        if not out:
+            self._maybe_reversals = False
+        return out
+
+    def armed_reversals(self) -> list[int]:
+        """Attempts whose request may be on the wire right now (reversal armed, no answer yet)."""
+        return [r[0] for r in self._conn.execute("SELECT id FROM attempts WHERE reversal = 'armed' ORDER BY id")]
 
     def pending_advices(self) -> list[PendingMessage]:
+        if not self._maybe_advices:
+            return []
         rows = self._conn.execute(
             "SELECT id, request, advice, NULL, advice_tries FROM attempts WHERE advice = 'pending' ORDER BY id"
         ).fetchall()
-        return [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in rows if r[1]]
+        out = [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in rows if r[1]]
+        if not out:
+            self._maybe_advices = False
+        return out
 
     def unprinted_approvals(self) -> list[tuple[int, str]]:
         """Approved attempts whose receipt never came out: (attempt, receipt text)."""
         rows = self._conn.execute(
-            "SELECT id, receipt FROM attempts WHERE outcome = 'approved' AND printed_at IS NULL"
-            " AND receipt IS NOT NULL ORDER BY id").fetchall()
+            "SELECT id, receipt FROM attempts a WHERE outcome = 'approved' AND receipt IS NOT NULL AND NOT EXISTS"
+            " (SELECT 1 FROM receipts r WHERE r.attempt = a.id AND r.status = 'printed') ORDER BY id").fetchall()
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def last_receipt(self) -> tuple[int, str, str] | None:
@@ -488,20 +511,19 @@ class Journal:
             raise TerminalError(f"journal has no attempt {attempt}")
         return found[0]
 
-    def batch_transactions(self, batch: int | None = None) -> list[tuple[int, str, str, int, Message]]:
-        """(attempt, kind, mode, amount, request) of everything counted in ``batch``'s totals."""
+    def batch_transactions(self, batch: int | None = None) -> list[tuple[int, str, str, int, Message, str]]:
+        """(attempt, kind, mode, amount, request, advice state) of everything in ``batch``'s totals."""
         rows = self._conn.execute(
-            "SELECT id, kind, mode, amount, request FROM attempts WHERE batch = ? AND in_batch = 1"
+            "SELECT id, kind, mode, amount, request, advice FROM attempts WHERE batch = ? AND in_batch = 1"
             " AND settled = 0 ORDER BY id", (self._batch if batch is None else batch,)).fetchall()
-        return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), decode_fields(r[4])) for r in rows]
+        return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), decode_fields(r[4]), str(r[5])) for r in rows]
 
     def record_settlement(self, *, batch: int, totals: tuple[int, int, int, int], rc: str | None,
                           uploaded: bool, closed: bool, at: float) -> int:
-        with self._tx() as c:
-            cur = c.execute("INSERT INTO settlements (batch, debit_count, debit_amount, credit_count,"
-                            " credit_amount, rc, uploaded, closed, at) VALUES (?,?,?,?,?,?,?,?,?)",
-                            (batch, *totals, rc, int(uploaded), int(closed), at))
-            return int(cur.lastrowid or 0)
+        cur = self._conn.execute(
+            "INSERT INTO settlements (batch, debit_count, debit_amount, credit_count, credit_amount, rc, uploaded,"
+            " closed, at) VALUES (?,?,?,?,?,?,?,?,?)", (batch, *totals, rc, int(uploaded), int(closed), at))
+        return int(cur.lastrowid or 0)
 
     def close_batch(self, batch: int, *, at: float, drop_advices: bool = False) -> int:
         """Mark ``batch`` settled and open the next one; returns the new batch number.
@@ -529,29 +551,32 @@ class Journal:
         where, args = ("WHERE id = ?", (only,)) if only is not None else ("", ())
         rows = self._conn.execute(
             "SELECT id, tid, kind, mode, amount, card, entry, created_at, outcome, rc, auth_code, rrn,"
-            " decided_at, printed_at, reversal, reversal_reason, reversal_tries, reversal_at, advice,"
-            " advice_tries, advice_at, batch, in_batch, settled, voided, original FROM attempts "
-            + where + " ORDER BY id", args).fetchall()
-        rwhere = "WHERE attempt = ?" if only is not None else ""
-        requests: dict[int, list[RequestUse]] = {}
+            " decided_at, detail, reversal, reversal_reason, reversal_tries, reversal_at, advice,"
+            " advice_tries, advice_at, batch, in_batch, settled, voided, original, mti, stan, f7, req_batch,"
+            " stan_seq FROM attempts " + where + " ORDER BY id", args).fetchall()
+        awhere = "WHERE attempt = ? " if only is not None else ""
+        extra: dict[int, list[RequestUse]] = {}
         for a, mti, stan, f7, batch, sent in self._conn.execute(
-                "SELECT attempt, mti, stan, f7, batch, sent_at FROM requests " + rwhere
-                + " ORDER BY attempt, seq", args):
-            requests.setdefault(a, []).append(RequestUse(mti, stan, f7, batch, sent))
-        prints: dict[int, tuple[int, str | None]] = {}
-        for a, count, outcome in self._conn.execute(
-                "SELECT attempt, COUNT(*), (SELECT outcome FROM receipts r2 WHERE r2.attempt = r.attempt"
-                " AND r2.status = 'printed' ORDER BY id LIMIT 1) FROM receipts r WHERE status = 'printed' "
-                + ("AND attempt = ? " if only is not None else "") + "GROUP BY attempt", args):
-            prints[a] = (int(count), outcome)
+                "SELECT attempt, mti, stan, f7, batch, sent_at FROM requests " + awhere + "ORDER BY stan_seq", args):
+            extra.setdefault(a, []).append(RequestUse(mti, stan, f7, batch, sent))
+        prints: dict[int, list[Any]] = {}
+        for a, outcome, at in self._conn.execute(
+                "SELECT attempt, outcome, at FROM receipts WHERE status = 'printed' "
+                + ("AND attempt = ? " if only is not None else "") + "ORDER BY id", args):
+            seen = prints.get(a)
+            if seen is None:
+                prints[a] = [at, outcome, 1]
+            else:
+                seen[2] += 1
         out = []
         for r in rows:
-            count, receipt_outcome = prints.get(r[0], (0, None))
+            first = (RequestUse(r[26], r[27], r[28], r[29], r[7]),) if r[30] is not None else ()
+            printed_at, receipt_outcome, count = prints.get(r[0], (None, None, 0))
             out.append(AttemptRecord(
                 attempt=r[0], tid=r[1], kind=r[2], mode=r[3], amount=r[4], card=r[5], entry=r[6],
-                created_at=r[7], requests=tuple(requests.get(r[0], ())), outcome=r[8], rc=r[9],
-                auth_code=r[10], rrn=r[11], shown_at=r[12], receipt_printed=r[13] is not None,
-                receipt_printed_at=r[13], receipt_outcome=receipt_outcome, receipts_printed=count,
+                created_at=r[7], requests=first + tuple(extra.get(r[0], ())), outcome=r[8], rc=r[9],
+                auth_code=r[10], rrn=r[11], shown_at=r[12], detail=r[13], receipt_printed=printed_at is not None,
+                receipt_printed_at=printed_at, receipt_outcome=receipt_outcome, receipts_printed=count,
                 reversal=r[14], reversal_reason=r[15], reversal_tries=r[16],
                 reversal_acked_at=r[17] if r[14] == "acked" else None, advice=r[18], advice_tries=r[19],
                 advice_acked_at=r[20] if r[18] == "acked" else None, batch=r[21], in_batch=bool(r[22]),

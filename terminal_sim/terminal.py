@@ -382,8 +382,6 @@ class Terminal:
     async def flush(self, *, advices: bool = True) -> bool:
         """Send pending reversals, then pending advices. True when nothing is left pending."""
         for pending in self.journal.pending_reversals():
-            if pending.state != "pending":
-                continue
             if not await self._send_reversal(pending):
                 return False
         if advices:
@@ -694,8 +692,8 @@ class Terminal:
         rows = journal.batch_transactions()
         totals = SettlementTotals()
         counted = []
-        for attempt, kind, mode, amount, request in rows:
-            if not upload_advices and journal.attempt(attempt).advice == "pending":
+        for attempt, kind, mode, amount, request, advice in rows:
+            if not upload_advices and advice == "pending":
                 continue  # the faulty firmware counts only what the host has seen
             totals = totals.add(TxnType.OFFLINE_SALE if mode == "offline" else _KIND_TO_TXN[kind], amount)
             counted.append((attempt, kind, request))

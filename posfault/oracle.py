@@ -310,11 +310,12 @@ class Oracle:
         """Time the cardholder's debit stood above what the receipt says, and the worst excess."""
         steps: list[tuple[float, int]] = []
         for r in linked:
-            amount = r.amount if r.net_debit >= 0 else -r.amount
-            if r.debited_at is not None or r.net_debit:
-                steps.append((r.debited_at if r.debited_at is not None else end, amount))
+            start = r.debited_at if r.debited_at is not None else end
             if r.reversed_at is not None:
-                steps.append((r.reversed_at, -amount))
+                # Held in full until the reversal, then whatever is left stays (usually nothing).
+                steps += [(start, r.amount), (r.reversed_at, r.net_debit - r.amount)]
+            elif r.net_debit:
+                steps.append((start, r.net_debit))
         steps.sort()
         level, last, total, worst = 0, 0.0, 0.0, 0
         for t, delta in steps:

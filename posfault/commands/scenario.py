@@ -40,7 +40,7 @@ def check_command(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
             continue
-        print(f"ok: {path}: {scenario.name} ({len(scenario.faults)} faults, {len(scenario.steps)} steps)")
+        print(f"ok: {path}: {scenario.name} ({len(scenario.faults)} fault(s), {len(scenario.steps)} step(s))")
     return status
 
 

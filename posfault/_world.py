@@ -16,6 +16,13 @@ from .oracle import AttemptRecord, LedgerRecord
 if TYPE_CHECKING:
     from .simulation import Simulation
 
+def _test_tmk_hex() -> str:
+    """The TEST ONLY terminal master key both sides share (the key ceremony, done by the simulation)."""
+    from iso8583.security import keys
+
+    return bytes(keys.load_test_keys().tmk).hex().upper()
+
+
 def _merchant_of(tid: str) -> str:
     """The merchant a terminal belongs to, from fixtures/cards/merchants.toml."""
     import tomllib
@@ -65,7 +72,7 @@ class World:
         from host_sim import Host
 
         return Host(self.ledger, dialect=self.sim.dialect, config=self.host_config, clock=self.sim.clock,
-                    events=self.sim.emit, rng=self.sim.rng)
+                    events=self.sim.emit, rng=self.sim.rng, keys={self.sim.tid: _test_tmk_hex()})
 
     def _new_terminal(self) -> Any:
         from terminal_sim import Terminal, TerminalConfig
@@ -84,8 +91,8 @@ class World:
         with contextlib.suppress(Exception):
             self.ledger.close()
 
-    def power_cut_exception(self, step: str) -> BaseException:
-        return self._PowerCut(step)
+    def power_cut_exception(self, step: str, attempt: Any = None) -> BaseException:
+        return self._PowerCut(step, attempt)
 
     # -- host side -----------------------------------------------------------------------------------
     async def serve(self, channel: Any) -> None:
@@ -152,7 +159,15 @@ class World:
         if kind == "sale":
             return await self._guard(term.sale(amount, card=card))
         if kind == "offline_sale":
-            return await self._guard(term.sale(amount, card=card, offline=True))
+            # The terminal approves offline what a chip card pays at or below its floor limit.
+            if card.entry != "chip":
+                raise ValueError(f"an offline sale needs a chip card; {card_name!r} is {card.entry}")
+            config = term.config
+            term.config = config.replace(floor_limit=amount)
+            try:
+                return await self._guard(term.sale(amount, card=card))
+            finally:
+                term.config = config
         if kind == "refund":
             return await self._guard(term.refund(amount, card=card))
         raise ValueError(f"unknown transaction {kind!r}")
@@ -161,7 +176,7 @@ class World:
         return await self._guard(self.terminal.settle())
 
     async def reprint(self) -> Any:
-        return await self._guard(self.terminal.reprint_last())
+        return await self._guard(self.terminal.reprint())
 
     def set_printer(self, *, paper: bool, jam: bool) -> None:
         if paper:
@@ -186,7 +201,7 @@ class World:
             if sim._host_down:
                 await asyncio.sleep(30.0)
                 continue
-            await self._guard(self.terminal.recover())
+            await self._guard(self.terminal.flush())
             if not self._terminal_pending():
                 break
             await asyncio.sleep(60.0)

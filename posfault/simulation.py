@@ -366,7 +366,7 @@ class Simulation:
             self.emit({"actor": "sim", "target": "terminal", "kind": "power_cut", "step": step,
                        "attempt": attempt, "detail": f"power cut at {step}"})
             self._world.pending_power_off = armed[1]
-            raise self._world.power_cut_exception(step)
+            raise self._world.power_cut_exception(step, attempt)
 
     # -- recovery processes ------------------------------------------------------------------------------
     def run_until_quiet(self, *, settle: bool = True, payout_days: int = 4) -> None:

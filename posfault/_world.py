@@ -81,9 +81,16 @@ class World:
                                   "profile": self.sim.profile}
         if self.sim.response_timeout is not None:
             kwargs["response_timeout"] = self.sim.response_timeout
+        kwargs["use_mac"] = self.sim.mac
         return Terminal(TerminalConfig(**kwargs), journal=self.journal, connector=self.sim.connect,
                         printer=self.printer, clock=self.sim.clock, rng=self.sim.rng,
                         events=self.sim.emit, on_step=self.sim.on_step)
+
+    async def start(self) -> None:
+        """Start of day: sign on, so that PIN blocks (and MACs, when on) have working keys."""
+        result = await self.terminal.sign_on()
+        if not result.approved:
+            raise RuntimeError(f"simulated terminal could not sign on: {result.detail}")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

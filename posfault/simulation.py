@@ -160,7 +160,7 @@ class Simulation:
     def __init__(self, seed: int = 0, dialect: str = "iso87ascii", terminal_profile: str = "correct", *,
                  host: Mapping[str, Any] | None = None, tid: str = DEFAULT_TID, workdir: str | None = None,
                  epoch: _dt.datetime = DEFAULT_EPOCH, response_timeout: float | None = None,
-                 capture_frames: bool = True) -> None:
+                 capture_frames: bool = True, mac: bool = False) -> None:
         self.seed = seed
         self.dialect = dialect
         self.profile = terminal_profile
@@ -175,6 +175,7 @@ class Simulation:
         self.capture_frames = capture_frames
         self.faults = Faults()
         self.response_timeout = response_timeout
+        self.mac = mac
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-")
@@ -192,6 +193,7 @@ class Simulation:
         self._world = _world.World(self)
         self.terminal = TerminalHandle(self)
         self.host = HostHandle(self)
+        self._run(self._world.start())   # start of day: the terminal signs on (working keys)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> Simulation:

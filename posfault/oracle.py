@@ -61,7 +61,7 @@ class AttemptRecord:
     card: str = ""                    # masked PAN only
     started_at: float | None = None
     shown_at: float | None = None
-    receipt_at: float | None = None   # when an approval receipt was printed; None = never
+    receipt_at: float | None = None   # when a receipt saying "approved" was printed; None = never
     reversal: str | None = None       # none | pending | sent | acknowledged | lost
     advice: str | None = None         # none | pending | uploaded
 
@@ -281,7 +281,9 @@ class Oracle:
 
     # per-attempt truth -------------------------------------------------------------------------
     def _truth(self, att: AttemptRecord, linked: list[LedgerRecord], end: float) -> Truth:
-        receipt = att.receipt_at is not None and att.outcome == "approved"
+        # The paper counts, not the terminal's later opinion: a receipt that says "approved" is in the
+        # cardholder's hand even if the journal, after a power cut, recorded the attempt as failed.
+        receipt = att.receipt_at is not None
         expected = att.sign * att.amount if receipt else 0
         debit = sum(r.net_debit for r in linked)
         credit = sum(r.merchant_credit for r in linked)

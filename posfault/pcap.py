@@ -276,8 +276,9 @@ def write_pcap(trace: Any, path: str | Path | None = None, *, wire: Any = None, 
                 emit(t, leg_of(conn, "A"), True, data)       # terminal -> proxy
             else:
                 emit(t, leg_of(conn, "B"), False, data)      # host -> proxy
-        elif kind == "deliver" and isinstance(event.get("wire_bytes"), (bytes, bytearray)):
-            data = bytes(event["wire_bytes"])
+        elif kind == "deliver" and isinstance(event.get("wire_bytes") or event.get("frame"), (bytes, bytearray)):
+            raw = event.get("wire_bytes")
+            data = bytes(raw) if raw is not None else real_prefix.wrap(bytes(event["frame"]))
             if direction == "to_host":
                 emit(t, leg_of(conn, "B"), True, data)       # proxy -> host
             else:

@@ -293,3 +293,16 @@ def test_delayed_response_to_closed_terminal_is_undeliverable() -> None:
     run_on("memory", main)
     lost = trace.select(kind="undeliverable")
     assert len(lost) == 1 and lost[0]["direction"] == "to_terminal"
+
+
+def test_link_counts_by_action() -> None:
+    plan = faults.FaultPlan([faults.drop(direction="to_host", nth=2)])
+
+    async def main():
+        async with LINKS["memory"](plan) as (term, host, link):
+            for i in range(3):
+                await term.send(msg("0200", i))
+            await recv_all(host, 1)
+            return dict(link.counts)
+
+    assert run_on("memory", main) == {"forward": 2, "drop": 1}

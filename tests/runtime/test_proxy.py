@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -122,7 +123,7 @@ def test_posfault_proxy_command(tmp_path) -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "posfault", "proxy", "--listen", "127.0.0.1:0",
             "--upstream", f"127.0.0.1:{host.port}", "--rules", str(rules), "--header", "binary2",
-            "--trace", str(trace_path), "--duration", "3", cwd=ROOT,
+            "--trace", str(trace_path), "--duration", "20", cwd=ROOT,
             stderr=asyncio.subprocess.PIPE)
         first = (await asyncio.wait_for(proc.stderr.readline(), 10)).decode()
         port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", first).group(1))
@@ -135,6 +136,7 @@ def test_posfault_proxy_command(tmp_path) -> None:
             except TimeoutError:
                 results.append("lost")
             await ch.close()
+        proc.send_signal(signal.SIGTERM)       # what Ctrl-C / a service manager does: flush and exit 0
         rest = (await proc.stderr.read()).decode()
         await proc.wait()
         await host.close()

@@ -158,3 +158,30 @@ def test_proxy_command_rejects_bad_rules(tmp_path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "unknown action 'vanish'" in proc.stderr
+
+
+def test_posfault_proxy_command_serial_to_tcp(tmp_path) -> None:
+    async def main():
+        host = await answering_host()
+        master_fd, slave_fd = os.openpty()
+        slave_path = os.ttyname(slave_fd)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "posfault", "proxy", "--serial", slave_path,
+            "--upstream", f"127.0.0.1:{host.port}", "--header", "binary2", "--duration", "20", cwd=ROOT,
+            stderr=asyncio.subprocess.PIPE)
+        first = (await asyncio.wait_for(proc.stderr.readline(), 10)).decode()
+        os.close(slave_fd)
+        terminal = SerialChannel(FdPort(master_fd, "terminal"), ack_timeout=1.0)
+        await terminal.send(msg("0200", 7))
+        answer = unpack(await terminal.recv(timeout=5))
+        proc.send_signal(signal.SIGTERM)
+        rest = (await proc.stderr.read()).decode()
+        await proc.wait()
+        await terminal.close()
+        await host.close()
+        return first, answer, rest, proc.returncode
+
+    first, answer, log, code = asyncio.run(asyncio.wait_for(main(), 30))
+    assert "serial /dev/" in first and code == 0, log
+    assert answer.mti == "0210" and answer[11] == "000007"
+    assert "FORWARD" in log

@@ -191,3 +191,27 @@ def test_memory_pipe_uses_dialect_header_for_raw_writes() -> None:
         return wire.unpack(await b.recv())[0]
 
     assert run_virtual(main()) == sale()
+
+
+def test_unionpay_subfield_match_and_corruption() -> None:
+    wire = Wire(load_spec("unionpay_pos"))
+    plan = faults.FaultPlan([faults.corrupt(field="60.1", value="23", direction="to_host",
+                                            fields={"60.1": "22"})])
+    sale_up = Message("0200", {3: "000000", 4: "000000010000", 11: "000001", 41: "10000001",
+                               42: "100000000000001", 60: {"60.1": "22", "60.2": "000001"}})
+    balance = Message("0200", {3: "310000", 11: "000002", 41: "10000001", 42: "100000000000001",
+                               60: {"60.1": "01", "60.2": "000001"}})
+
+    async def main(env):
+        term, host, link = faults.faulty_pipe(plan, wire=wire)
+        await term.send(wire.pack(sale_up))
+        await term.send(wire.pack(balance))
+        first, env1 = wire.unpack(await host.recv())
+        second, _ = wire.unpack(await host.recv())
+        await link.stop()
+        return first, env1, second
+
+    first, envelope, second = run_virtual(main)
+    assert first[60]["60.1"] == "23" and first[60]["60.2"] == "000001"
+    assert envelope is not None and str(envelope.tpdu) == "6000030000"   # re-packed in its envelope
+    assert second[60]["60.1"] == "01"                                      # not matched, untouched

@@ -27,7 +27,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from iso8583.channels.base import Channel, ChannelClosed, ChannelError, ChannelReset
+from iso8583.channels.base import Channel, ChannelClosed, ChannelError, ChannelReset, ChannelTimeout
 from iso8583.framing import FramingError
 from iso8583.wire import Peek, Wire
 
@@ -205,7 +205,7 @@ class FaultLink:
                 frame = await src.recv()
             except ChannelReset:
                 return "reset"
-            except ChannelClosed:
+            except (ChannelClosed, ChannelTimeout):  # an idle side (read timeout) is hung up gracefully
                 return "closed"
             except (ChannelError, FramingError) as exc:
                 self._emit("error", direction, None, detail=f"{src.name}: {exc}")

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from iso8583.channels import ChannelReset
+from iso8583.channels import ChannelClosed, ChannelReset
 from posfault import faults
 from posfault.trace import Trace
 
@@ -306,3 +306,19 @@ def test_link_counts_by_action() -> None:
             return dict(link.counts)
 
     assert run_on("memory", main) == {"forward": 2, "drop": 1}
+
+
+def test_idle_side_is_hung_up_gracefully() -> None:
+    trace = Trace()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with LINKS["memory"](faults.FaultPlan(), trace, idle_timeout=30) as (term, host, _link):
+            await term.send(msg("0200", 1))
+            await host.recv(timeout=None)
+            with pytest.raises(ChannelClosed):
+                await term.recv(timeout=None)      # the link hangs up after 30 s of silence
+            return loop.time()
+
+    assert run_on("memory", main) == 30.0
+    assert trace.select(kind="closed")

@@ -175,3 +175,37 @@ def test_socat_pty_pair() -> None:
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         assert run(main(tmp)) == b"over socat"
+
+
+def test_socket_url_against_a_device_emulator() -> None:
+    """socket:// (e.g. a terminal behind a serial-to-Ethernet converter): STX frames over TCP."""
+    from iso8583.framing import SerialDeframer, SerialFrame
+
+    async def main():
+        received: list[bytes] = []
+
+        async def device(reader, writer):
+            deframer = SerialDeframer()
+            while True:
+                data = await reader.read(1024)
+                if not data:
+                    break
+                for event in deframer.feed(data):
+                    if isinstance(event, SerialFrame):
+                        received.append(event.payload)
+                        writer.write(bytes([ACK]) + build_serial_frame(b"reply:" + event.payload))
+                        await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(device, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ch = await open_serial(f"socket://127.0.0.1:{port}", ack_timeout=1.0)
+        await ch.send(b"0800 echo")
+        reply = await ch.recv(timeout=3)
+        await ch.close()
+        server.close()
+        await server.wait_closed()
+        return received, reply
+
+    received, reply = run(main())
+    assert received == [b"0800 echo"] and reply == b"reply:0800 echo"

@@ -173,7 +173,7 @@ class SerialChannel(Channel):
         for event in self._stx_deframer.feed(data):
             if isinstance(event, SerialFrame):
                 if self.ack:
-                    self._write(bytes([ACK]))
+                    self._answer(ACK)
                 now = self._loop.time()
                 if (self.ack and self.dedupe_window and event.payload == self._last_payload
                         and now - self._last_payload_at <= self.dedupe_window):
@@ -186,13 +186,18 @@ class SerialChannel(Channel):
             elif isinstance(event, SerialBadFrame):
                 if self.ack:
                     self.stats["naks_sent"] += 1
-                    self._write(bytes([NAK]))
+                    self._answer(NAK)
             elif isinstance(event, (SerialAck, SerialNak)):
                 if isinstance(event, SerialNak):
                     self.stats["naks_received"] += 1
                 waiter = self._ack_waiter
                 if waiter is not None and not waiter.done():
                     waiter.set_result(isinstance(event, SerialAck))
+
+    def _answer(self, byte: int) -> None:
+        """ACK/NAK from the reader callback: a port closing under us is not the reader's error."""
+        with contextlib.suppress(ChannelClosed):
+            self._write(bytes([byte]))
 
     # -- writing -----------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:

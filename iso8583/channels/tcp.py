@@ -223,7 +223,8 @@ class TcpServer:
     """A listening socket running ``handler(channel)`` per connection, each in its own task."""
 
     def __init__(self, handler: Handler, *, host: str, port: int, header: LengthPrefix | str | None,
-                 max_frame: int, idle_timeout: float | None, max_connections: int, name: str) -> None:
+                 max_frame: int, idle_timeout: float | None, max_connections: int, name: str,
+                 max_queue: int = 256) -> None:
         self.handler = handler
         self.host = host
         self.requested_port = port
@@ -231,6 +232,7 @@ class TcpServer:
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        self.max_queue = max_queue
         self.name = name
         self.connections: set[TcpChannel] = set()
         self.accepted = 0
@@ -250,7 +252,7 @@ class TcpServer:
     def _factory(self) -> asyncio.Protocol:
         self.accepted += 1
         channel = TcpChannel(name=f"{self.name}#{self.accepted}", prefix=self.header,
-                             max_frame=self.max_frame, idle_timeout=self.idle_timeout)
+                             max_frame=self.max_frame, idle_timeout=self.idle_timeout, max_queue=self.max_queue)
         proto = channel.protocol
         original = proto.connection_made
 
@@ -313,10 +315,10 @@ class TcpServer:
 async def serve(handler: Handler, host: str = "127.0.0.1", port: int = 0, *,
                 header: LengthPrefix | str | None = "binary2", max_frame: int = DEFAULT_MAX_FRAME,
                 idle_timeout: float | None = None, max_connections: int = 64,
-                name: str | None = None) -> TcpServer:
+                name: str | None = None, max_queue: int = 256) -> TcpServer:
     """Listen on ``host:port`` (port 0: any free port, see ``server.port``) and run ``handler``
     for each connection. Use as ``async with await serve(...) as server:``."""
     server = TcpServer(handler, host=host, port=port, header=header, max_frame=max_frame,
                        idle_timeout=idle_timeout, max_connections=max_connections,
-                       name=name or f"tcp-server:{host}:{port}")
+                       name=name or f"tcp-server:{host}:{port}", max_queue=max_queue)
     return await server.start()

@@ -31,7 +31,7 @@ from iso8583.channels.base import Channel, ChannelClosed, ChannelError, ChannelR
 from iso8583.framing import FramingError
 from iso8583.wire import Peek, Wire
 
-from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
+from .rules import TO_HOST, TO_TERMINAL, Decision, Delivery, FaultPlan
 
 __all__ = ["FaultLink"]
 
@@ -211,7 +211,11 @@ class FaultLink:
                 self._emit("error", direction, None, detail=f"{src.name}: {exc}")
                 return "error"
             peek = self._peeker(frame)
-            decision = plan.decide(direction, frame, loop.time(), peek=peek, wrap=dst.wrap, repack=repack)
+            try:
+                decision = plan.decide(direction, frame, loop.time(), peek=peek, wrap=dst.wrap, repack=repack)
+            except Exception as exc:  # a broken rule must not kill the link: forward and report
+                self._emit("error", direction, None, detail=f"fault plan failed: {type(exc).__name__}: {exc}")
+                decision = Decision(deliveries=[Delivery(0.0, frame)])
             action = decision.action
             counts[action] = counts.get(action, 0) + 1
             record = self._record

@@ -377,6 +377,8 @@ class Corrupt(Action):
         if self.field is not None:
             _field_key(self.field)
             object.__setattr__(self, "field", str(self.field))
+        if isinstance(self.value, (int, float)) and not isinstance(self.value, bool):
+            object.__setattr__(self, "value", str(self.value))  # TOML `value = 96` means the text "96"
         if self.bits < 1:
             raise FaultRuleError(f"corrupt bits must be >= 1, got {self.bits}")
 
@@ -400,7 +402,12 @@ class Corrupt(Action):
                 key = sub if sub in inner else sub.split(".", 1)[1]
                 inner[key] = self.value if self.value is not None else _mutate_value(inner.get(key, ""), ctx.rng)
                 msg[number] = inner
-            data = ctx.repack(msg, peek.envelope)
+            try:
+                data = ctx.repack(msg, peek.envelope)
+            except Exception as exc:  # the new value does not fit the field: say so, send unchanged
+                for d in deliveries:
+                    d.note = f"field {self.field} not corrupted: {type(exc).__name__}: {exc}"
+                return deliveries
             for d in deliveries:
                 if not d.raw:
                     d.data = data

@@ -209,3 +209,23 @@ def test_connect_refused_is_channel_error() -> None:
             await tcp.connect("127.0.0.1", port, timeout=2)
 
     run(main())
+
+
+@pytest.mark.network
+def test_tcp_back_pressure_pauses_reading_without_losing_frames() -> None:
+    async def main():
+        async with tcp_pair(max_queue=8, max_frame=5000) as (a, b):
+            async def flood():
+                for i in range(300):
+                    await a.send(i.to_bytes(2, "big") * 2000)   # 1.2 MB in all
+            sender = asyncio.create_task(flood())
+            await asyncio.sleep(0.2)
+            queued, paused = len(b.inbox), b.protocol._paused_reading
+            got = [int.from_bytes((await b.recv(timeout=5))[:2], "big") for _ in range(300)]
+            await sender
+            return queued, paused, got
+
+    queued, paused, got = run(main())
+    assert paused                      # the reader stopped reading: the rest waits in the kernel
+    assert queued < 150                # memory bounded by max_queue (+ one read's worth)
+    assert got == list(range(300))     # and nothing was lost

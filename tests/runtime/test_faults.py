@@ -322,3 +322,26 @@ def test_idle_side_is_hung_up_gracefully() -> None:
 
     assert run_on("memory", main) == 30.0
     assert trace.select(kind="closed")
+
+
+def test_corrupt_value_that_does_not_fit_is_reported_not_fatal() -> None:
+    from iso8583 import Message, load_spec
+    from iso8583.wire import Wire
+
+    wire = Wire(load_spec("iso87ascii"))
+    plan = faults.load_rules('[[rule]]\naction = "corrupt"\nfield = 4\nvalue = 96\ndirection = "to_host"\n')
+    assert plan.rules[0].action.value == "96"
+    trace = Trace()
+
+    async def main(env):
+        term, host, link = faults.faulty_pipe(plan, wire=wire, trace=trace)
+        sent = wire.pack(Message("0200", {4: "000000010000", 11: "000001"}))
+        await term.send(sent)
+        got = await host.recv()
+        await link.stop()
+        return sent, got
+
+    from posfault.clock import run_virtual
+    sent, got = run_virtual(main)
+    assert got == sent  # "96" is not a 12-digit amount: unchanged, and the trace says why
+    assert "not corrupted" in trace.select(kind="deliver")[0]["note"]

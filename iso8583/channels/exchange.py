@@ -25,7 +25,8 @@ from ..message import Message
 from ..wire import Wire
 from .base import Channel, ChannelClosed, ChannelError
 
-__all__ = ["Backoff", "Exchange", "KeepAlive", "ResponseTimeout", "connect_with_backoff", "match_key"]
+__all__ = ["Backoff", "Exchange", "KeepAlive", "ResponseTimeout", "connect_with_backoff", "echo_factory",
+           "match_key"]
 
 
 class ResponseTimeout(ChannelError, TimeoutError):
@@ -204,6 +205,30 @@ class KeepAlive:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def echo_factory(family: str, tid: str, *, mid: str | None = None,
+                 clock: Callable[[], Any] | None = None, first_stan: int = 1) -> Callable[[], Message]:
+    """A ``make_echo`` for :class:`KeepAlive`: the family's echo test (ISO 87: 0800 with 70=301;
+    UnionPay: 0820 with 60.3=301, from :mod:`iso8583.transactions`), a fresh STAN each time, field 7
+    from ``clock`` (the injected business clock) when given."""
+    from .. import transactions as tx
+
+    stan = first_stan
+
+    def make() -> Message:
+        nonlocal stan
+        mti, fields = tx.request_base(tx.TxnType.ECHO, family)  # type: ignore[arg-type]
+        fields[11] = tx.format_stan(stan)
+        fields[41] = tid
+        if mid is not None:
+            fields[42] = mid
+        if clock is not None:
+            fields[7] = tx.transmission_time(clock())
+        stan = tx.next_stan(stan)
+        return Message(mti, fields)
+
+    return make
 
 
 @dataclass

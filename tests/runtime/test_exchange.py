@@ -140,3 +140,16 @@ def test_connect_with_backoff_gives_up_after_attempts() -> None:
         return env.now()
 
     assert run_virtual(main) == 1 + 2 + 4
+
+
+def test_echo_factory_per_family_with_fresh_stans() -> None:
+    import datetime as dt
+
+    from iso8583.channels.exchange import echo_factory
+
+    iso = echo_factory("iso87", "10000001", clock=lambda: dt.datetime(2026, 3, 2, 9, 30, 5))
+    first, second = iso(), iso()
+    assert (first.mti, first[70], first[11], second[11], first[7]) == ("0800", "301", "000001", "000002",
+                                                                       "0302093005")
+    up = echo_factory("unionpay", "10000001", mid="100000000000001")()
+    assert up.mti == "0820" and up[60]["60.3"] == "301" and up[42] == "100000000000001"

@@ -123,3 +123,17 @@ def test_fallback_for_specs_without_compiled_field_codecs_agrees(dialect: str, m
     assert mac.stamp(msg, spec, MAK) == fast
     assert mac.verify(data, spec, MAK) and mac.verify(fast, spec, MAK)
     assert mac.mac_input(msg, spec) == data[:len(data) - (16 if dialect == "iso87ascii" else 8)]
+
+
+def test_spec_may_be_given_by_name() -> None:
+    msg = Message("0200", dict(SALE))
+    stamped = mac.stamp(msg, "unionpay_pos", MAK)
+    assert stamped == mac.stamp(msg, load_spec("unionpay_pos"), MAK)
+    assert mac.verify(encode(stamped, load_spec("unionpay_pos")), "unionpay_pos", MAK)
+    assert mac.algorithm_for("iso87binary") == "retail"
+
+
+def test_unionpay_has_no_field_128_so_secondary_fields_cannot_be_maced() -> None:
+    msg = Message("0800", {7: "1123091500", 11: "000001", 70: "301"})
+    with pytest.raises(mac.MacError, match="no field 128"):
+        mac.stamp(msg, "unionpay_pos", MAK)

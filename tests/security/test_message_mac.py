@@ -15,7 +15,7 @@ MAK = KEYS.working_keys.mac_key
 SALE = {3: "000000", 4: "000000010000", 11: "000123", 22: "051", 25: "00", 41: "10000001",
         42: "100000000000001", 49: "156"}
 
-# A UnionPay POS 0200 captured from a real terminal, posted with its "correct MAC" B3A092AE in a cnblogs
+# A UnionPay POS 0200 frame posted with the MAC its production system generated, B3A092AE, in a cnblogs
 # Q&A (q.cnblogs.com/q/128930); MAK 0723C80DB5F4CD3D0723C80DB5F4CD3D. Layout: length 007F, TPDU,
 # 6-byte application header, then the message from the MTI.
 CUP_FRAME = bytes.fromhex(

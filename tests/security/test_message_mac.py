@@ -52,7 +52,7 @@ def test_stamp_macs_mti_through_the_field_before_64_with_the_dialect_default(
     assert msg.get(64) is None  # stamp returns a copy
 
 
-def test_unionpay_real_capture_verifies() -> None:
+def test_unionpay_published_frame_verifies() -> None:
     # The capture's field 60 has 19 digits (60.1-60.7 plus two more), longer than unionpay_pos's
     # 17-digit composite; a user spec extending the dialect carries it as plain LLL n.
     spec = load_spec({"name": "cup-capture", "extends": "unionpay_pos", "fields": {

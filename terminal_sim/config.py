@@ -45,6 +45,9 @@ class TerminalConfig:
     auto_sign_on: bool = True
     #: Verify MACs on responses (a real terminal always does; off only for hosts without MAC).
     use_mac: bool = True
+    #: Treat an approval that carries no MAC as untrustworthy (reverse it). Off by default because
+    #: many hosts MAC only requests; a MAC that IS present is always verified.
+    require_response_mac: bool = False
     merchant_name: str = "POSFAULT TEST SHOP"
 
     def __post_init__(self) -> None:

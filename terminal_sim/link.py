@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from iso8583.message import Message
 from iso8583.transactions import Family, family_of
 
+from .errors import TerminalError
+
 
 class LinkError(Exception):
     """A frame that cannot be decoded (the terminal treats it as a malformed response)."""
@@ -22,6 +24,7 @@ class WireLink(Protocol):
     family: Family
 
     def supports(self, field: int) -> bool: ...
+    def field_size(self, field: int) -> int | None: ...
     def pack(self, msg: Message, keys: Any | None) -> bytes: ...
     def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]: ...
     def unwrap_keys(self, field62: Any) -> Any: ...
@@ -33,14 +36,19 @@ class Link:
 
     def __init__(self, dialect: str, *, tmk: bytes, mac_algorithm: str | None = None, pin_format: int = 0,
                  rng: random.Random | None = None) -> None:
+        from iso8583 import load_spec
         from iso8583.wire import Wire
 
-        from iso8583 import load_spec
-
         self.spec = load_spec(dialect)
+        action_code = self.spec.fields.get(39)
+        if action_code is not None and getattr(action_code, "max", 2) != 2:
+            raise TerminalError(f"dialect {dialect!r}: field 39 is a {action_code.max}-digit action code (ISO 8583:1993);"
+                                " the terminal speaks the ISO 8583:1987 family and UnionPay POS"
+                                " (iso87ascii, iso87binary, unionpay_pos)")
         self.wire = Wire(self.spec)
         self.family: Family = family_of(self.spec if hasattr(self.spec, "family") else dialect)
         self._fields = set(self.spec.fields)
+        self._sizes = {n: getattr(f, "max", None) for n, f in self.spec.fields.items()}
         self._tmk = tmk
         self._mac_algorithm = mac_algorithm  # None: the dialect's default (iso8583.security.mac)
         self._pin_format = pin_format
@@ -48,6 +56,10 @@ class Link:
 
     def supports(self, field: int) -> bool:
         return field in self._fields
+
+    def field_size(self, field: int) -> int | None:
+        """The dialect's (maximum) length of ``field``: tells e.g. 1987's MMDD field 13 from 1993's."""
+        return self._sizes.get(field)
 
     def pack(self, msg: Message, keys: Any | None) -> bytes:
         from iso8583.security import mac

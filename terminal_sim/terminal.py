@@ -135,6 +135,8 @@ class Terminal:
                         mac_algorithm=config.mac_algorithm, pin_format=config.pin_format, rng=self.rng)
         self.link = link
         self.family = link.family
+        size = getattr(link, "field_size", None)
+        self._f12_size = size(12) if size is not None else None
         self._keys: Any = None
         stored = journal.keys()
         if stored:
@@ -223,7 +225,8 @@ class Terminal:
                 self._emit("recv_unmatched", mti=msg.mti, stan=msg.get(11))
                 continue
             self._emit("recv", mti=msg.mti, stan=msg.get(11), rc=msg.get(39))
-            if keys is not None and (mac_ok is False or (mac_ok is None and is_approved(msg.get(39)))):
+            if keys is not None and (mac_ok is False or (mac_ok is None and self.config.require_response_mac
+                                                         and is_approved(msg.get(39)))):
                 self._emit("mac_failed", mti=msg.mti, stan=msg.get(11))
                 return _Reply("bad_mac", msg)
             return _Reply("ok", msg)
@@ -247,8 +250,11 @@ class Terminal:
         now = self.clock()
         if self.family == "iso87":
             fields[7] = transmission_time(now)
-        fields[12] = local_time(now)
-        fields[13] = local_date(now)
+        if self._f12_size == 12:   # ISO 8583:1993: field 12 is YYMMDDhhmmss, field 13 is not a date
+            fields[12] = now.strftime("%y%m%d%H%M%S")
+        else:
+            fields[12] = local_time(now)
+            fields[13] = local_date(now)
 
     def _filter(self, fields: dict[int, Any]) -> dict[int, Any]:
         supports = self.link.supports

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from iso8583.channels import tcp
 from iso8583.channels.memory import pipe
+from iso8583.message import Message
 from posfault.clock import clock_for, run_virtual
 from terminal_sim import Journal, Terminal, TerminalConfig, TerminalError, load_cards
 from terminal_sim.link import Link, terminal_master_key
@@ -133,3 +135,34 @@ def test_cli_sale_over_tcp(tmp_path: Path) -> None:
     assert "6217000000000014" not in out and "621700******0014" in out
     assert [m.mti for m in responder.requests] == ["0800", "0200"]
     assert responder.mac_checks == [True] and responder.pins == ["1234"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_fast_mac_path_equals_the_security_module(dialect: str) -> None:
+    """The link MACs in one encode; it must produce and accept exactly what mac.stamp/verify do."""
+    from iso8583.security import keys, mac
+    from iso8583.transactions import TxnType, make_response, request_base
+
+    responder = WireResponder(dialect)
+    link = Link(dialect, tmk=terminal_master_key("tmk"))
+    mti, fields = request_base(TxnType.SALE, link.family)
+    msg = Message(mti, {n: v for n, v in {**fields, 2: "6217000000000014", 4: "000000001234",
+                                          7: "0302090000", 11: "000042", 14: "2812", 22: "051",
+                                          41: "10000001", 42: "100000000000001", 49: "156"}.items()
+                        if link.supports(n)})
+    working = responder.working
+    frame = link.pack(msg, working)
+    stamped = mac.stamp(msg, link.spec, working.mac_key)
+    assert frame == link.wire.pack(stamped)
+    decoded, ok = link.unpack(frame, working)
+    assert ok is True and decoded == stamped
+    response = mac.stamp(make_response(msg, "00", link.family), link.spec, working.mac_key)
+    raw = bytearray(link.wire.pack(response))
+    assert link.unpack(bytes(raw), working)[1] is True
+    raw[-12] ^= 0x01                       # one bit flipped in the MACed part
+    try:
+        assert link.unpack(bytes(raw), working)[1] is False
+    except Exception as exc:               # or the flip made it undecodable: malformed
+        assert type(exc).__name__ == "LinkError"
+    other = keys.WorkingKeys.generate(16, rng=random.Random(5))
+    assert link.unpack(link.wire.pack(response), other)[1] is False

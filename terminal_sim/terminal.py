@@ -297,7 +297,7 @@ class Terminal:
         fields[49] = self.config.currency
         if extra:
             fields.update(extra)
-        return Message(mti, self._filter(fields))
+        return _message(mti, self._filter(fields))
 
     def _receipt(self, kind: str, amount: int, card_masked: str, entry: str, request: Message,
                  rc: str | None, auth: str | None, rrn: str | None, outcome: str, offline: bool = False) -> str:
@@ -409,7 +409,7 @@ class Terminal:
             transmission = transmission_time(self.clock()) if self.family == "iso87" else None
             reversal = make_reversal(pending.request, reason, self.family, repeat=tries > 1,
                                      transmission=transmission)
-            reversal = Message(reversal.mti, self._filter(reversal.fields))
+            reversal = _message(reversal.mti, self._filter(reversal.fields))
             self._emit("reversal_send", attempt=pending.attempt, mti=reversal.mti, stan=reversal.get(11),
                        detail=f"try {tries} reason {reason}")
             ch = await self._open()
@@ -646,7 +646,7 @@ class Terminal:
             fields = dict(current.fields)
             fields[11] = self._allocate_stan()
             self._stamp_times(fields)
-            current = Message(current.mti, self._filter(fields))
+            current = _message(current.mti, self._filter(fields))
             armed = reversible and profile.persist_reversal_before_send and profile.reverse_on_failure
             self.journal.add_request(attempt, current, self._time(), arm_reversal=armed)
             self._emit("retransmit", attempt=attempt, stan=current.get(11))
@@ -750,6 +750,13 @@ class Terminal:
             return False
         attempt, text, outcome = last
         return await self._print(attempt, text + "\n*** REPRINT ***", outcome, copy="reprint", steps=False)
+
+
+def _message(mti: str, fields: dict[int, Any]) -> Message:
+    """A Message from fields the terminal built itself (numbers already valid: skip re-validation)."""
+    msg = Message(mti)
+    msg.fields = fields
+    return msg
 
 
 def _parse_balance(value: Any) -> int | None:

@@ -7,6 +7,7 @@ swap in a stand-in when they exercise only the state machine.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import random
 from typing import Any, Protocol
@@ -76,16 +77,13 @@ class Link:
 
     def __init__(self, dialect: str, *, tmk: bytes, mac_algorithm: str | None = None, pin_format: int = 0,
                  rng: random.Random | None = None) -> None:
-        from iso8583 import load_spec
-        from iso8583.wire import Wire
-
-        self.spec = load_spec(dialect)
+        self.spec = _load_spec(dialect)
         action_code = self.spec.fields.get(39)
         if action_code is not None and getattr(action_code, "max", 2) != 2:
             raise TerminalError(f"dialect {dialect!r}: field 39 is a {action_code.max}-digit action code (ISO 8583:1993);"
                                 " the terminal speaks the ISO 8583:1987 family and UnionPay POS"
                                 " (iso87ascii, iso87binary, unionpay_pos)")
-        self.wire = Wire(self.spec)
+        self.wire = _wire(dialect)
         self.family: Family = family_of(self.spec if hasattr(self.spec, "family") else dialect)
         self._fields = set(self.spec.fields)
         self._sizes = {n: getattr(f, "max", None) for n, f in self.spec.fields.items()}
@@ -145,10 +143,29 @@ class Link:
 
 
 
+@functools.lru_cache(maxsize=32)
 def terminal_master_key(name_or_hex: str) -> Any:
-    """The TMK: ``"tmk"`` is the TEST ONLY key of fixtures/keys/test_keys.toml, else hex key material."""
+    """The TMK: ``"tmk"`` is the TEST ONLY key of fixtures/keys/test_keys.toml, else hex key material.
+
+    Cached: terminals are re-created after every simulated power cut and must be cheap to build.
+    """
     from iso8583.security import keys
 
     if name_or_hex == "tmk":
         return keys.load_test_keys().tmk
     return keys.Key.from_hex(name_or_hex)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_spec(dialect: str) -> Any:
+    from iso8583 import load_spec
+
+    return load_spec(dialect)
+
+
+@functools.lru_cache(maxsize=32)
+def _wire(dialect: str) -> Any:
+    """Wires are immutable per dialect (envelope defaults parsed once)."""
+    from iso8583.wire import Wire
+
+    return Wire(_load_spec(dialect))

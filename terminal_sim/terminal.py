@@ -543,7 +543,8 @@ class Terminal:
         amount_value = amount or 0
         if card is None and orig_request is not None:
             card_fields = {n: orig_request[n] for n in (2, 14) if n in orig_request}
-            masked, entry = journal.attempt(original).card if original else "", "manual"  # type: ignore[arg-type]
+            masked = journal.attempt(original).card if original is not None else ""
+            entry = "manual"   # key-entered from the journal: the card is not presented again
             extra = {**card_fields, 22: ENTRY_MODE["manual"], **(extra or {})}
         elif card is not None:
             masked, entry = card.masked_pan, card.entry

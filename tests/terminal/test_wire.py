@@ -166,3 +166,39 @@ def test_fast_mac_path_equals_the_security_module(dialect: str) -> None:
         assert type(exc).__name__ == "LinkError"
     other = keys.WorkingKeys.generate(16, rng=random.Random(5))
     assert link.unpack(link.wire.pack(response), other)[1] is False
+
+
+def test_cli_sale_over_a_serial_line(tmp_path: Path) -> None:
+    """A pty stands in for the USB/serial cable: STX/LEN/ETX/LRC frames with ACKs, real codec."""
+    import termios
+    import tty
+
+    from iso8583.channels.serial import FdPort, SerialChannel
+
+    responder = WireResponder("iso87ascii")
+    master, slave = os.openpty()
+    tty.setraw(slave, termios.TCSANOW)
+    device = os.ttyname(slave)
+
+    async def main() -> tuple[int, str]:
+        channel = SerialChannel(FdPort(master, "pty-master"), ack_timeout=2.0)
+        serving = asyncio.ensure_future(responder.serve(channel))
+        try:
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "posfault", "terminal", "sale", "--amount", "7.50", "--card", "mag-ok",
+                "--serial", device, "--journal", str(tmp_path / "j.db"), "--timeout", "10",
+                cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            return proc.returncode or 0, out.decode()
+        finally:
+            serving.cancel()
+
+    try:
+        code, out = asyncio.run(main())
+    finally:
+        os.close(slave)
+    assert code == 0, out
+    assert "APPROVED rc=00" in out and "AMOUNT 156 7.50" in out
+    assert [m.mti for m in responder.requests] == ["0800", "0200"]
+    assert responder.mac_checks == [True] and responder.pins == ["1234"]

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from iso8583.mask import scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
     ENTRY_MODE,
@@ -219,7 +220,7 @@ class Terminal:
             try:
                 msg, mac_ok = self.link.unpack(frame, keys)
             except LinkError as exc:
-                self._emit("recv_malformed", detail=str(exc)[:200])
+                self._emit("recv_malformed", detail=scrub_text(str(exc))[:200])
                 return _Reply("malformed")
             if not matches(request, msg):
                 self._emit("recv_unmatched", mti=msg.mti, stan=msg.get(11))
@@ -351,7 +352,8 @@ class Terminal:
         try:
             keys = self.link.unwrap_keys(field62)
         except Exception as exc:
-            return TxnResult(None, "failed", rc, request[11], detail=f"sign-on: field 62 rejected ({exc})")
+            return TxnResult(None, "failed", rc, request[11],
+                             detail=f"sign-on: field 62 rejected ({scrub_text(str(exc))})")
         stored = field62.hex() if isinstance(field62, (bytes, bytearray)) else str(field62)
         batch = None
         f60 = reply.msg.get(60)

@@ -38,12 +38,14 @@ ANOMALY_TEXT = {
 DEBIT_KINDS = frozenset({"sale", "offline_sale", "completion"})
 CREDIT_KINDS = frozenset({"refund"})
 
-#: Trace event kinds that are faults injected by the fault layer or the simulation itself.
-FAULT_KINDS = frozenset({
+#: Event kinds that are faults when the network (fault layer) reports them.
+NET_FAULT_KINDS = frozenset({
     "fault", "drop", "delay", "duplicate", "corrupt", "truncate", "fragment", "reset", "blackhole",
-    "black_hole", "black-hole", "power_cut", "power-cut", "power_cycle", "crash", "host_crash",
-    "paper_out", "printer_fault",
+    "black_hole", "black-hole",
 })
+#: Event kinds that are faults whoever reports them (power, crashes, printer trouble).
+ANY_FAULT_KINDS = frozenset({"power_cut", "power-cut", "crash", "host_crash", "paper_out", "printer_fault"})
+NET_ACTORS = frozenset({"net", "network", "link", "proxy", "fault"})
 
 
 # -- input records --------------------------------------------------------------------------------
@@ -175,7 +177,8 @@ class Verdict:
                 f"{'merchant':>9} {'no-receipt':>10} {'merchant wait':>13}")
         rows = [head, "-" * len(head)]
         for t in self.truths:
-            wait = "never" if t.merchant_wait_s is None else duration(t.merchant_wait_s)
+            wait = (("-" if t.cardholder_debit <= 0 else "never") if t.merchant_wait_s is None
+                    else duration(t.merchant_wait_s))
             rows.append(
                 f"{t.attempt:>3} {t.kind:<12} {money(t.amount):>9} {t.outcome:<9} "
                 f"{'yes' if t.receipt else 'no':<7} {money(t.cardholder_debit):>9} "
@@ -220,8 +223,22 @@ def event_time(ev: Mapping[str, Any]) -> float:
 
 
 def is_fault_event(ev: Mapping[str, Any]) -> bool:
+    """Whether an event is an injected fault (or an incident-making behaviour), to mark and blame.
+
+    A host reporting a *detected* duplicate is not a fault; the network duplicating a message is.
+    """
+    if ev.get("fault"):
+        return True
     kind = str(ev.get("kind", "")).lower()
-    return bool(ev.get("fault")) or kind in FAULT_KINDS or kind.startswith("fault")
+    actor = str(ev.get("actor", "")).lower()
+    if kind in ANY_FAULT_KINDS:
+        return True
+    if actor == "sim":
+        return kind not in ("restart", "power_on")
+    if actor in NET_ACTORS:
+        return kind in NET_FAULT_KINDS or kind.startswith("fault")
+    # A host that commits and then loses its answer is the incident-maker of lose_response_after_commit.
+    return actor == "host" and kind == "drop"
 
 
 def format_event(ev: Mapping[str, Any]) -> str:

@@ -160,7 +160,7 @@ class Simulation:
     def __init__(self, seed: int = 0, dialect: str = "iso87ascii", terminal_profile: str = "correct", *,
                  host: Mapping[str, Any] | None = None, tid: str = DEFAULT_TID, workdir: str | None = None,
                  epoch: _dt.datetime = DEFAULT_EPOCH, response_timeout: float | None = None,
-                 capture_frames: bool = True, mac: bool = False) -> None:
+                 capture_frames: bool = True, mac: bool = False, customer_gap: float = 15.0) -> None:
         self.seed = seed
         self.dialect = dialect
         self.profile = terminal_profile
@@ -176,6 +176,7 @@ class Simulation:
         self.faults = Faults()
         self.response_timeout = response_timeout
         self.mac = mac
+        self.customer_gap = customer_gap
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-")
@@ -437,7 +438,12 @@ class TerminalHandle:
 
     def _txn(self, kind: str, amount: str | int, card: str) -> Any:
         minor = parse_money(amount, f"{kind} amount")
-        return self._sim._run(self._sim._world.transaction(kind, minor, card))
+        sim = self._sim
+        if sim.customer_gap > 0:
+            # The next customer steps up: purchases at one counter are never in the same second
+            # (a careful host would rightly take two identical ones as a duplicate).
+            sim.advance(sim.customer_gap)
+        return sim._run(sim._world.transaction(kind, minor, card))
 
     def sale(self, amount: str | int, card: str = "chip-ok") -> Any:
         return self._txn("sale", amount, card)

@@ -40,8 +40,14 @@ class Row:
     event: Mapping[str, Any]
 
 
+#: Host events that are money moving in the ledger rather than messages being handled.
+_LEDGER_KINDS = {"posting", "payout", "payout_failed", "recredit", "settled_day", "merchant_fixed"}
+
+
 def lane_of(ev: Mapping[str, Any]) -> str:
     actor = str(ev.get("actor", "")).lower()
+    if actor == "host" and str(ev.get("kind", "")) in _LEDGER_KINDS:
+        return "ledger"
     if actor == "sim":
         target = str(ev.get("target", "")).lower()
         return target if target in LANES else "network"

@@ -1,0 +1,767 @@
+"""The acquirer host with its issuer: answers ISO 8583 requests, moving money only in the ledger.
+
+``Host.handle(msg)`` is sans-I/O apart from two awaits: the issuer-slow delay, and the group commit
+that makes a response's postings durable *before* the response leaves. ``Host.serve(channel)``
+runs one connection of any runtime channel (memory pipe, TCP, serial).
+
+Exactly-once, the heart of it: a request is identified by its transaction key (TID, STAN, field 7 —
+or the batch number in UnionPay, see :func:`iso8583.transactions.txn_key`). The first arrival is
+recorded in the ledger in the same SQLite transaction as its postings; any later arrival with that
+key gets the recorded answer and posts nothing. A reversal is recorded under its *original's* key,
+whether or not the original has been seen, so a late original is never debited after its reversal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from iso8583.mask import mask_pan
+from iso8583.message import Message
+from iso8583.transactions import (
+    APPROVED_CODES,
+    CREDIT_TYPES,
+    DEBIT_TYPES,
+    Family,
+    SettlementTotals,
+    TransactionError,
+    TxnKey,
+    TxnType,
+    batch_number,
+    classify,
+    family_of,
+    make_response,
+    original_key,
+    parse_amount,
+    txn_key,
+)
+
+from . import security_glue as sec
+from .config import HostConfig, active
+from .ledger import (
+    Card,
+    Ledger,
+    Merchant,
+    TxnRow,
+    card_account,
+    hold_account,
+    payable_account,
+)
+from .rules import RuleContext, evaluate
+
+EventSink = Callable[[dict[str, Any]], None]
+
+#: Requests that reach the issuer's authorization (subject to issuer_unavailable / issuer_slow).
+AUTHORIZED = frozenset({TxnType.SALE, TxnType.BALANCE, TxnType.PREAUTH, TxnType.COMPLETION, TxnType.VOID})
+ADVICES = frozenset({TxnType.REFUND, TxnType.OFFLINE_SALE})
+STATUS_RC = {"blocked": "14", "lost": "41", "stolen": "43", "expired": "54"}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of authorization: a response code and, for a decline, which check said no."""
+
+    rc: str
+    reason: str = ""
+
+
+class Host:
+    """An acquirer host and issuer over one :class:`~host_sim.ledger.Ledger`.
+
+    ``dialect`` is a dialect name (``"iso87ascii"``, ``"unionpay_pos"`` ...) or a Spec; it picks the
+    family (ISO 1987 or UnionPay) whose message vocabulary is used, and — when the codec is
+    available — the spec used to compute MACs.
+    """
+
+    def __init__(self, ledger: Ledger, dialect: Any = "iso87ascii", config: HostConfig | None = None, *,
+                 clock: Callable[[], _dt.datetime] | None = None, events: EventSink | None = None,
+                 rng: random.Random | None = None, keys: Any = None) -> None:
+        self.ledger = ledger
+        self.dialect = dialect
+        self.family: Family = family_of(dialect)
+        self.config = config or HostConfig()
+        self.clock = clock or _dt.datetime.now
+        self.events = events
+        self.rng = rng or random.Random(0)
+        self.keys = keys  # terminal master keys (iso8583.security / fixtures/keys); loaded lazily
+        self.crashed = False
+        self._flush_future: asyncio.Future[None] | None = None
+        self._group_enabled = True
+        self.stats = {"requests": 0, "responses": 0, "dropped": 0, "commits": 0}
+
+    # -- events ---------------------------------------------------------------------------------
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self.events is not None:
+            self.events({"actor": "host", "kind": kind, **data})
+
+    # -- durability ------------------------------------------------------------------------------
+    def _begin(self) -> None:
+        if self._group_enabled and not self.ledger.in_group:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self.ledger.begin_group()
+
+    async def _durable(self) -> None:
+        """Wait until every posting made so far is committed (one COMMIT per event-loop tick)."""
+        if not self.ledger.in_group:
+            return
+        if self._flush_future is None:
+            loop = asyncio.get_running_loop()
+            self._flush_future = loop.create_future()
+            loop.call_soon(self._flush)
+        await asyncio.shield(self._flush_future)
+
+    def _flush(self) -> None:
+        future, self._flush_future = self._flush_future, None
+        if future is None:
+            return
+        try:
+            self.ledger.commit()
+            self.stats["commits"] += 1
+        except Exception as exc:  # the group is rolled back: nobody gets an answer
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(None)
+
+    def crash(self) -> None:
+        """Lose everything not yet committed, as a process kill would; answer nothing until restart."""
+        self.crashed = True
+        future, self._flush_future = self._flush_future, None
+        self.ledger.rollback()
+        if future is not None and not future.done():
+            future.set_exception(ConnectionAbortedError("host crashed before commit"))
+        self._emit("crash")
+
+    def restart(self, ledger: Ledger | None = None) -> None:
+        """Come back from :meth:`crash` on the durable state (optionally a reopened ledger file)."""
+        if ledger is not None:
+            self.ledger = ledger
+        self.crashed = False
+        self._emit("restart")
+
+    # -- entry point -----------------------------------------------------------------------------
+    async def handle(self, msg: Message, envelope: Any = None, raw: bytes | None = None) -> Message | None:
+        """Answer one request; ``None`` means no answer goes back (dropped, crashed, or a response in)."""
+        if self.crashed or not msg.is_request:
+            return None
+        self.stats["requests"] += 1
+        self._emit("recv", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), amount=_amount_or_none(msg))
+        loop = asyncio.get_running_loop()
+        try:
+            txn = classify(msg, self.family)
+        except TransactionError as exc:
+            response = self._format_error(msg, str(exc))
+        else:
+            t = loop.time()
+            if txn in AUTHORIZED and active(self.config.issuer_slow, t) and self.config.issuer_slow_delay:
+                await asyncio.sleep(self.config.issuer_slow_delay)
+                if self.crashed:
+                    return None
+            mac_problem = self._check_mac(msg, txn, raw)
+            if mac_problem is not None:
+                response = mac_problem if not self.config.mac_failure_drop else None
+            elif (txn in AUTHORIZED or txn in ADVICES) and active(self.config.issuer_unavailable, t):
+                response = make_response(msg, "91", self.family)
+            else:
+                self._begin()
+                response = self._dispatch(txn, msg)
+        try:
+            await self._durable()
+        except ConnectionAbortedError:
+            return None
+        if self.crashed:
+            return None
+        if response is None or (msg.mti[1] in "124" and active(self.config.lose_response_after_commit, loop.time())):
+            self.stats["dropped"] += 1
+            self._emit("drop", mti=msg.mti, stan=msg.get(11), tid=msg.get(41),
+                       detail="response lost after commit" if response is not None else "no answer")
+            return None
+        self.stats["responses"] += 1
+        self._emit("send", mti=response.mti, stan=response.get(11), tid=response.get(41), rc=response.get(39))
+        return response
+
+    def handle_sync(self, msg: Message) -> Message | None:
+        """Synchronous convenience for scripts and tests outside an event loop."""
+        return asyncio.run(self.handle(msg))
+
+    def _dispatch(self, txn: TxnType, msg: Message) -> Message | None:
+        handler = {
+            TxnType.SIGN_ON: self._sign_on,
+            TxnType.ECHO: self._echo,
+            TxnType.BALANCE: self._authorize,
+            TxnType.SALE: self._authorize,
+            TxnType.PREAUTH: self._authorize,
+            TxnType.COMPLETION: self._authorize,
+            TxnType.VOID: self._authorize,
+            TxnType.REFUND: self._advice,
+            TxnType.OFFLINE_SALE: self._advice,
+            TxnType.REVERSAL: self._reversal,
+            TxnType.SETTLEMENT: self._settlement,
+            TxnType.BATCH_UPLOAD: self._batch_upload,
+            TxnType.SETTLEMENT_FINAL: self._settlement_final,
+        }[txn]
+        try:
+            return handler(txn, msg)
+        except TransactionError as exc:
+            return self._format_error(msg, str(exc))
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _format_error(self, msg: Message, detail: str) -> Message | None:
+        self._emit("format_error", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), rc="30", detail=detail[:200])
+        try:
+            return make_response(msg, "30", self.family)
+        except ValueError:
+            return None
+
+    def _now(self) -> _dt.datetime:
+        return self.clock()
+
+    def _batch(self, msg: Message) -> str:
+        return batch_number(msg, self.family) if self.family == "unionpay" else ""
+
+    def _response(self, msg: Message, rc: str, extra: dict[str, Any] | None = None) -> Message:
+        fields = {f"f{n}": v for n, v in (extra or {}).items()}
+        return make_response(msg, rc, self.family, **fields)
+
+    @staticmethod
+    def _extra_for(row_id: int, rc: str) -> dict[str, Any]:
+        extra: dict[str, Any] = {37: f"{row_id:012d}"}
+        if rc in APPROVED_CODES:
+            extra[38] = f"{(row_id * 7919 + 104729) % 1_000_000:06d}"
+        return extra
+
+    def _replay(self, msg: Message, row: TxnRow) -> Message:
+        """Answer a retransmission from the record: same rc and auth data, nothing posted."""
+        same_body = row.fingerprint == _fingerprint(msg, self.family)
+        rc = row.rc if (self.config.duplicate_response == "original" and same_body) else "94"
+        extra = {int(k): v for k, v in row.extra.items()} if rc == row.rc else {}
+        self._emit("duplicate", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), rc=rc,
+                   detail=f"retransmission of {row.key}; answered from the record, nothing posted")
+        return self._response(msg, rc, extra)
+
+    # -- network management ----------------------------------------------------------------------
+    def _sign_on(self, txn: TxnType, msg: Message) -> Message:
+        tid = str(msg.get(41, ""))
+        if not tid:
+            raise TransactionError("field 41: sign-on without a terminal id")
+        delivered = sec.new_working_keys(self, tid)
+        with self.ledger.step():
+            self.ledger.set_terminal_keys(tid, delivered.clear_hex, self._now())
+        self._emit("sign_on", tid=tid, detail=f"working keys delivered (KCV {delivered.kcv_text})")
+        return self._response(msg, "00", {62: delivered.field62, 37: "000000000000"})
+
+    def _echo(self, txn: TxnType, msg: Message) -> Message:
+        return self._response(msg, "00")
+
+    def _check_mac(self, msg: Message, txn: TxnType, raw: bytes | None) -> Message | None:
+        if txn in (TxnType.SIGN_ON, TxnType.ECHO):
+            return None
+        keys = self.ledger.terminal_keys(str(msg.get(41, "")))
+        has_mac = 64 in msg or 128 in msg
+        if not has_mac and not (self.config.mac_required and keys and txn in AUTHORIZED | ADVICES):
+            return None
+        ok = bool(keys) and has_mac and sec.verify_mac(self, msg, keys, raw)
+        if ok:
+            return None
+        rc = self.config.mac_failure_rc or ("A0" if self.family == "unionpay" else "96")
+        self._emit("mac_failure", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), rc=rc,
+                   detail="MAC missing" if not has_mac else "MAC does not verify")
+        return make_response(msg, rc, self.family)
+
+    # -- authorizations and financial requests ------------------------------------------------------
+    def _request_basics(self, msg: Message, txn: TxnType) -> tuple[str, int, str, str]:
+        tid, mid = str(msg.get(41, "")), str(msg.get(42, ""))
+        if len(tid) != 8:
+            raise TransactionError(f"field 41: terminal id must be 8 characters, found {len(tid)}")
+        if not mid:
+            raise TransactionError("field 42: merchant id missing")
+        stan = msg.get(11, "")
+        if not (isinstance(stan, str) and len(stan) == 6 and stan.isdigit()):
+            raise TransactionError(f"field 11: STAN must be 6 digits, found {stan!r}")
+        pan = _pan_of(msg)
+        if txn == TxnType.BALANCE:
+            amount = parse_amount(msg[4]) if 4 in msg else 0
+        else:
+            if 4 not in msg:
+                raise TransactionError("field 4: amount missing")
+            amount = parse_amount(msg[4])
+        return pan, amount, tid, mid
+
+    def _authorize(self, txn: TxnType, msg: Message) -> Message:
+        key = txn_key(msg, self.family)
+        detect = not active(self.config.no_duplicate_detection, asyncio.get_running_loop().time())
+        existing = self.ledger.find(key)
+        if existing is not None and detect:
+            return self._replay(msg, existing)
+        pan, amount, tid, mid = self._request_basics(msg, txn)
+        fingerprint = _fingerprint(msg, self.family)
+        now = self._now()
+        day = now.date().isoformat()
+        base = dict(tid=key.tid, stan=key.stan, ref=key.ref, kind=txn.value, mti=msg.mti, mid=mid, pan=pan,
+                    amount=amount, fingerprint=fingerprint, batch=self._batch(msg), cardholder_debit=0, hold=0,
+                    merchant_credit=0, created_at=now.isoformat(timespec="microseconds"), day=day,
+                    dup_of=existing.id if existing is not None else None)
+
+        def decline(rc: str, reason: str, status: str = "declined") -> Message:
+            with self.ledger.step():
+                row = self.ledger.record(rc=rc, extra={}, status=status, **base)
+                row.extra = {str(k): v for k, v in self._extra_for(row.id, rc).items()}
+                self.ledger.update(row)
+            self._emit("decline", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc=rc, detail=reason)
+            return self._response(msg, rc, {int(k): v for k, v in row.extra.items()})
+
+        # a reversal got here first (the original was delayed in the network): never debit
+        if txn != TxnType.BALANCE and existing is None and self.ledger.reversal(key) is not None:
+            rev = self.ledger.reversal(key)
+            if rev is not None and rev.status == "unknown_original":
+                with self.ledger.step():
+                    row = self.ledger.record(rc=self.config.late_original_rc, extra={},
+                                             status="reversed_before_arrival", **base)
+                    self.ledger.record_reversal(key, "late_original_blocked", rev.rc, row.id, now)
+                self._emit("late_original", mti=msg.mti, stan=key.stan, tid=tid, amount=amount,
+                           rc=self.config.late_original_rc, detail="original arrived after its reversal; not debited")
+                return self._response(msg, self.config.late_original_rc)
+
+        merchant = self._merchant(mid)
+        if merchant is None:
+            return decline("03", f"unknown merchant {mid}")
+        owner = self.ledger.merchant_of_terminal(tid)
+        if owner is not None and owner != mid:
+            return decline("58", f"terminal {tid} belongs to merchant {owner}, not {mid}")
+        if txn != TxnType.BALANCE and amount <= 0 and txn != TxnType.VOID:
+            return decline("13", "amount must be positive")
+        if amount > self.config.max_amount:
+            return decline("13", f"amount above the maximum {self.config.max_amount}")
+        if self.config.content_duplicates and detect and txn in (TxnType.SALE, TxnType.PREAUTH) \
+                and fingerprint.startswith("L"):
+            twin = self.ledger.find_fingerprint(fingerprint)
+            if twin is not None and twin.key != key and twin.status == "approved":
+                return decline("94", f"same card, amount and local time as approved {twin.key} (new STAN)")
+
+        card = self.ledger.card(pan)
+        balance = self.ledger.balance(card_account(pan))
+        user = evaluate(self.config.rules, RuleContext(txn, msg, pan, amount, tid, mid, card, balance))
+        if user is not None:
+            return decline(user[1], f"rule {user[0]!r}")
+        if txn in (TxnType.VOID, TxnType.COMPLETION):
+            return self._against_original(txn, msg, base, decline, card)
+        checked = self._check_card(msg, card, pan, now)
+        if checked is not None:
+            return decline(checked.rc, checked.reason)
+        assert card is not None
+        if txn == TxnType.BALANCE:
+            with self.ledger.step():
+                row = self.ledger.record(rc="00", extra={}, status="approved", **base)
+                extra = self._extra_for(row.id, "00")
+                extra[54] = _balance_field(balance, msg.get(49, "156"))
+                self.ledger.update(row, extra={str(k): v for k, v in extra.items()})
+            return self._response(msg, "00", extra)
+        if balance < amount:
+            return decline("51", f"available {balance} < amount {amount}")
+        if txn == TxnType.SALE and self.ledger.daily_debits(pan, day) + amount > card.daily_limit:
+            return decline("61", f"daily limit {card.daily_limit} exceeded")
+        with self.ledger.step():
+            row = self.ledger.record(rc="00", extra={}, status="approved", **base)
+            extra = self._extra_for(row.id, "00")
+            if txn == TxnType.PREAUTH:
+                self.ledger.post("preauth_hold", row.id, [(card_account(pan), -amount), (hold_account(pan), amount)], now)
+                self.ledger.update(row, hold=amount, extra={str(k): v for k, v in extra.items()})
+            else:
+                self.ledger.post("sale", row.id, [(card_account(pan), -amount), (payable_account(mid), amount)], now)
+                self.ledger.update(row, cardholder_debit=amount, merchant_credit=amount,
+                                   extra={str(k): v for k, v in extra.items()})
+        self._emit("posting", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc="00",
+                   detail=f"{txn.value} {mask_pan(pan)} {'held' if txn == TxnType.PREAUTH else 'debited'}")
+        return self._response(msg, "00", extra)
+
+    def _merchant(self, mid: str) -> Merchant | None:
+        merchant = self.ledger.merchant(mid)
+        if merchant is None and self.config.auto_enrol_merchants and mid.isdigit() and len(mid) == 15:
+            merchant = Merchant(mid, f"auto-enrolled {mid}", "active", "", True, [])
+            self.ledger.add_merchant(merchant)
+        return merchant
+
+    def _check_card(self, msg: Message, card: Card | None, pan: str, now: _dt.datetime) -> Decision | None:
+        """Card status, expiry and PIN — the issuer checks in the order a real one applies them."""
+        if card is None:
+            return Decision("14", "no such card")
+        if card.status in STATUS_RC:
+            return Decision(STATUS_RC[card.status], f"card {card.status}")
+        if card.expiry < now.strftime("%y%m") or (14 in msg and str(msg[14]) < now.strftime("%y%m")):
+            return Decision("54", "card expired")
+        if card.pin_tries >= self.config.pin_tries:
+            return Decision("75", "PIN tries exhausted")
+        if 52 in msg:
+            keys = self.ledger.terminal_keys(str(msg.get(41, "")))
+            outcome = sec.verify_pin(self, msg, pan, card, keys)
+            if outcome == "no_keys":
+                return Decision("96", "PIN block from a terminal that never signed on")
+            if outcome == "wrong":
+                tries = card.pin_tries + 1
+                self.ledger.update_card(pan, pin_tries=tries)
+                if tries >= self.config.pin_tries:
+                    return Decision("75", f"wrong PIN, {tries} tries")
+                return Decision("55", f"wrong PIN ({tries}/{self.config.pin_tries})")
+            if card.pin_tries:
+                self.ledger.update_card(pan, pin_tries=0)
+        return None
+
+    def _against_original(self, txn: TxnType, msg: Message, base: dict[str, Any], decline: Any,
+                          card: Card | None) -> Message:
+        """Void (undo a sale) or completion (capture a pre-authorization)."""
+        okey = original_key(msg, self.family)
+        if okey is None:
+            raise TransactionError(f"field {'61' if self.family == 'unionpay' else '90'}: "
+                                   f"{txn.value} without original data")
+        orig = self.ledger.find(okey)
+        now = self._now()
+        pan, amount, mid = base["pan"], base["amount"], base["mid"]
+        if txn == TxnType.VOID:
+            if orig is None or orig.kind not in ("sale", "completion") or orig.rc != "00":
+                return decline("25", f"no approved sale {okey} to void")
+            if orig.status != "approved":
+                return decline("12", f"original {okey} is {orig.status}")
+            if orig.settlement is not None:
+                return decline("12", f"original {okey} already settled")
+            if orig.pan != pan or orig.mid != mid:
+                return decline("12", "void names a sale of another card or merchant")
+            if amount and amount != orig.amount:
+                return decline("64", f"void amount {amount} != original {orig.amount}")
+            with self.ledger.step():
+                row = self.ledger.record(rc="00", extra={}, status="approved", original=orig.id, **base)
+                self.ledger.post("void", orig.id, [(payable_account(orig.mid), -orig.amount),
+                                                   (card_account(orig.pan), orig.amount)], now)
+                self.ledger.update(orig, status="voided", cardholder_debit=0, merchant_credit=0)
+                extra = self._extra_for(row.id, "00")
+                self.ledger.update(row, extra={str(k): v for k, v in extra.items()})
+            self._emit("posting", mti=msg.mti, stan=base["stan"], tid=base["tid"], amount=orig.amount, rc="00",
+                       detail=f"void of {okey}: cardholder {mask_pan(pan)} re-credited")
+            return self._response(msg, "00", extra)
+        # completion
+        if orig is None or orig.kind != "preauth" or orig.rc != "00":
+            return decline("25", f"no approved pre-authorization {okey}")
+        if orig.status != "approved" or orig.hold <= 0:
+            return decline("12", f"pre-authorization {okey} is {orig.status}")
+        if orig.pan != pan:
+            return decline("12", "completion names a pre-authorization of another card")
+        if amount > orig.hold:
+            return decline("13", f"completion {amount} above the held {orig.hold}")
+        with self.ledger.step():
+            row = self.ledger.record(rc="00", extra={}, status="approved", original=orig.id, **base)
+            self.ledger.post("preauth_release", orig.id, [(hold_account(pan), -orig.hold),
+                                                          (card_account(pan), orig.hold)], now)
+            self.ledger.update(orig, status="completed", hold=0)
+            self.ledger.post("completion", row.id, [(card_account(pan), -amount), (payable_account(mid), amount)], now)
+            extra = self._extra_for(row.id, "00")
+            self.ledger.update(row, cardholder_debit=amount, merchant_credit=amount,
+                               extra={str(k): v for k, v in extra.items()})
+        self._emit("posting", mti=msg.mti, stan=base["stan"], tid=base["tid"], amount=amount, rc="00",
+                   detail=f"completion of {okey}")
+        return self._response(msg, "00", extra)
+
+    # -- advices (store-and-forward) --------------------------------------------------------------------
+    def _advice(self, txn: TxnType, msg: Message) -> Message:
+        """Refund or offline sale: idempotent by key (0220 and its repeats 0221 post once), forced post."""
+        key = txn_key(msg, self.family)
+        existing = self.ledger.find(key)
+        detect = not active(self.config.no_duplicate_detection, asyncio.get_running_loop().time())
+        if existing is not None and detect:
+            self._emit("duplicate", mti=msg.mti, stan=key.stan, tid=key.tid, rc=existing.rc,
+                       detail=f"repeat advice {key}; already posted")
+            return self._response(msg, existing.rc, {int(k): v for k, v in existing.extra.items()})
+        pan, amount, tid, mid = self._request_basics(msg, txn)
+        now = self._now()
+        base = dict(tid=key.tid, stan=key.stan, ref=key.ref, kind=txn.value, mti=msg.mti, mid=mid, pan=pan,
+                    amount=amount, fingerprint=_fingerprint(msg, self.family), batch=self._batch(msg), hold=0,
+                    created_at=now.isoformat(timespec="microseconds"), day=now.date().isoformat(),
+                    dup_of=existing.id if existing is not None else None)
+        merchant = self._merchant(mid)
+        rc = "00"
+        if merchant is None:
+            rc = "03"
+        elif self.ledger.card(pan) is None:
+            rc = "14"
+        elif amount <= 0 or amount > self.config.max_amount:
+            rc = "13"
+        with self.ledger.step():
+            row = self.ledger.record(rc=rc, extra={}, status="approved" if rc == "00" else "declined",
+                                     cardholder_debit=0, merchant_credit=0, **base)
+            extra = self._extra_for(row.id, rc)
+            if rc == "00":
+                sign = -1 if txn in CREDIT_TYPES else 1
+                self.ledger.post(txn.value, row.id, [(card_account(pan), -sign * amount),
+                                                     (payable_account(mid), sign * amount)], now)
+                self.ledger.update(row, cardholder_debit=sign * amount, merchant_credit=sign * amount,
+                                   extra={str(k): v for k, v in extra.items()})
+            else:
+                self.ledger.update(row, extra={str(k): v for k, v in extra.items()})
+        self._emit("posting" if rc == "00" else "decline", mti=msg.mti, stan=key.stan, tid=tid, amount=amount,
+                   rc=rc, detail=f"advice {txn.value}")
+        return self._response(msg, rc, extra)
+
+    # -- reversals ---------------------------------------------------------------------------------------
+    def _reversal(self, txn: TxnType, msg: Message) -> Message:
+        okey = original_key(msg, self.family) or txn_key(msg, self.family)
+        now = self._now()
+        known = self.ledger.reversal(okey)
+        if known is not None:
+            self._emit("duplicate", mti=msg.mti, stan=okey.stan, tid=okey.tid, rc=known.rc,
+                       detail=f"repeat reversal of {okey}; already {known.status}")
+            return self._response(msg, known.rc)
+        orig = self.ledger.find(okey)
+        if orig is None:
+            if active(self.config.ignore_unknown_reversal, asyncio.get_running_loop().time()):
+                self._emit("reversal", mti=msg.mti, stan=okey.stan, tid=okey.tid, rc="00",
+                           detail=f"original {okey} unknown; acknowledged and forgotten (ignore_unknown_reversal)")
+                return self._response(msg, "00")
+            with self.ledger.step():
+                self.ledger.record_reversal(okey, "unknown_original", "00", None, now)
+            self._emit("reversal", mti=msg.mti, stan=okey.stan, tid=okey.tid, rc="00",
+                       detail=f"original {okey} unknown; acknowledged and remembered")
+            return self._response(msg, "00")
+        if orig.rc != "00" or orig.status not in ("approved",):
+            with self.ledger.step():
+                self.ledger.record_reversal(okey, "applied", "00", orig.id, now)
+                if orig.status == "declined":
+                    self.ledger.update(orig, status="declined", reversed_at=_iso(now))
+            self._emit("reversal", mti=msg.mti, stan=okey.stan, tid=okey.tid, rc="00",
+                       detail=f"original {okey} was {orig.status}; nothing to undo")
+            return self._response(msg, "00")
+        if orig.settlement is not None:
+            policy = self.config.late_reversal or ("reject" if self.family == "unionpay" else "reverse")
+            if policy == "reject":
+                with self.ledger.step():
+                    self.ledger.record_reversal(okey, "rejected_settled", "12", orig.id, now)
+                self._emit("reversal", mti=msg.mti, stan=okey.stan, tid=okey.tid, rc="12",
+                           detail=f"original {okey} already settled in {orig.settlement}; reversal refused")
+                return self._response(msg, "12")
+        with self.ledger.step():
+            self._undo(orig, now, settled=orig.settlement is not None)
+            self.ledger.record_reversal(okey, "applied", "00", orig.id, now)
+        self._emit("reversal", mti=msg.mti, stan=okey.stan, tid=okey.tid, amount=orig.amount, rc="00",
+                   detail=f"{orig.kind} {okey} reversed")
+        return self._response(msg, "00")
+
+    def _undo(self, orig: TxnRow, now: _dt.datetime, *, settled: bool) -> None:
+        """Undo the money effect of an approved request (inside a ledger step)."""
+        stamp = _iso(now)
+        if orig.kind == "preauth":
+            if orig.hold:
+                self.ledger.post("preauth_reversal", orig.id, [(hold_account(orig.pan), -orig.hold),
+                                                               (card_account(orig.pan), orig.hold)], now)
+            self.ledger.update(orig, status="reversed", hold=0, reversed_at=stamp)
+        elif orig.kind == "void":
+            sale = self.ledger.txn(orig.original) if orig.original is not None else None
+            if sale is not None and sale.status == "voided":
+                self.ledger.post("void_reversal", sale.id, [(card_account(sale.pan), -sale.amount),
+                                                            (payable_account(sale.mid), sale.amount)], now)
+                self.ledger.update(sale, status="approved", cardholder_debit=sale.amount,
+                                   merchant_credit=sale.amount)
+            self.ledger.update(orig, status="reversed", reversed_at=stamp)
+        elif orig.kind == "balance":
+            self.ledger.update(orig, status="reversed", reversed_at=stamp)
+        else:  # sale, completion (and advices, if a terminal reverses one)
+            net = orig.cardholder_debit
+            if net:
+                self.ledger.post(f"{orig.kind}_reversal", orig.id, [(card_account(orig.pan), net),
+                                                                   (payable_account(orig.mid), -net)], now)
+            if settled and orig.merchant_credit:
+                # the merchant was already settled: carry a negative adjustment into the next settlement
+                self.ledger.record(
+                    tid=orig.tid, stan=orig.stan, ref=orig.ref, kind="adjustment", mti=orig.mti, mid=orig.mid,
+                    pan=orig.pan, amount=orig.amount, rc="00", extra={}, fingerprint="", batch=orig.batch,
+                    status="approved", cardholder_debit=0, hold=0, merchant_credit=-orig.merchant_credit,
+                    created_at=stamp, day=now.date().isoformat(), dup_of=orig.id, original=orig.id)
+                self.ledger.update(orig, status="reversed", cardholder_debit=0, reversed_at=stamp)
+            else:
+                self.ledger.update(orig, status="reversed", cardholder_debit=0, merchant_credit=0, reversed_at=stamp)
+
+    # -- settlement with the terminal -----------------------------------------------------------------------
+    def terminal_totals(self, tid: str, batch: str) -> SettlementTotals:
+        """The host's own totals of a terminal's open batch (what 0500 is checked against)."""
+        totals = SettlementTotals()
+        for row in self._open_batch_rows(tid, batch):
+            kind = TxnType(row.kind)
+            if kind in DEBIT_TYPES or kind in CREDIT_TYPES:
+                totals = totals.add(kind, row.amount)
+        return totals
+
+    def _open_batch_rows(self, tid: str, batch: str) -> list[TxnRow]:
+        closed = self._closed_batches(tid)
+        out = []
+        for row in self.ledger.rows():
+            if row.tid != tid or row.dup_of is not None or row.rc != "00" or row.status != "approved":
+                continue
+            if row.kind not in {t.value for t in DEBIT_TYPES | CREDIT_TYPES}:
+                continue
+            if row.batch in closed or (row.batch and row.batch != batch):
+                continue
+            out.append(row)
+        return out
+
+    def _closed_batches(self, tid: str) -> set[str]:
+        return {b for (b,) in self.ledger.conn.execute(
+            "SELECT batch FROM terminal_batches WHERE tid=? AND status='closed'", (tid,))}
+
+    def _settlement(self, txn: TxnType, msg: Message) -> Message:
+        tid = str(msg.get(41, ""))
+        batch = batch_number(msg, self.family)
+        if not tid or not batch:
+            raise TransactionError("settlement needs field 41 and a batch number (ISO field 60 / UnionPay 60.2)")
+        theirs = SettlementTotals.from_message(msg, self.family)
+        ours = self.terminal_totals(tid, batch)
+        rc = "00" if theirs == ours else "95"
+        now = self._now()
+        with self.ledger.step():
+            if rc == "00":
+                self._close_batch(tid, batch, ours, theirs, now)
+            else:
+                self.ledger.save_terminal_batch(tid, batch, "mismatch", _totals_dict(ours), _totals_dict(theirs), now)
+        self._emit("settlement", mti=msg.mti, tid=tid, rc=rc,
+                   detail=f"batch {batch}: terminal {_totals_dict(theirs)} host {_totals_dict(ours)}")
+        extra: dict[int, Any] = {}
+        if self.family == "unionpay":
+            extra[48] = msg.get(48)
+            f60 = dict(msg.get(60) or {})
+            extra[60] = f60
+        else:
+            extra.update({n: msg[n] for n in (74, 76, 86, 88) if n in msg})
+        return self._response(msg, rc, {k: v for k, v in extra.items() if v is not None})
+
+    def _close_batch(self, tid: str, batch: str, ours: SettlementTotals, theirs: SettlementTotals,
+                     now: _dt.datetime) -> None:
+        for row in self._open_batch_rows(tid, batch):
+            if not row.batch:
+                self.ledger.update(row, batch=batch)
+        self.ledger.save_terminal_batch(tid, batch, "closed", _totals_dict(ours), _totals_dict(theirs), now)
+
+    def _batch_upload(self, txn: TxnType, msg: Message) -> Message:
+        """0320 after a 95: the terminal lists its transactions; the host notes any it never saw."""
+        tid = str(msg.get(41, ""))
+        batch = batch_number(msg, self.family)
+        stan = str(msg.get(11, ""))
+        known = any(r.stan == stan for r in self._open_batch_rows(tid, batch)) or \
+            any(r.tid == tid and r.stan == stan for r in self.ledger.rows())
+        if not known:
+            with self.ledger.step():
+                self.ledger.set_meta(f"upload_unknown:{tid}:{batch}:{stan}", str(_amount_or_none(msg)))
+            self._emit("batch_upload", mti=msg.mti, tid=tid, stan=stan, detail="transaction unknown to the host")
+        return self._response(msg, "00")
+
+    def _settlement_final(self, txn: TxnType, msg: Message) -> Message:
+        tid = str(msg.get(41, ""))
+        batch = batch_number(msg, self.family)
+        now = self._now()
+        ours = self.terminal_totals(tid, batch)
+        with self.ledger.step():
+            prior = self.ledger.terminal_batch(tid, batch)
+            theirs = prior["terminal_totals"] if prior else _totals_dict(ours)
+            self._close_batch(tid, batch, ours, SettlementTotals(**theirs), now)
+        self._emit("settlement_final", mti=msg.mti, tid=tid, rc="00", detail=f"batch {batch} closed")
+        return self._response(msg, "00")
+
+    # -- host-side settlement and payouts (simulated clock) ---------------------------------------------
+    def run_settlement(self, day: _dt.date) -> list[Any]:
+        """Daily cut-off for ``day``: see :func:`host_sim.settlement.settle_day`."""
+        from .settlement import settle_day
+        return settle_day(self.ledger, day, self.config, self._now(), self._closed_batches)
+
+    def run_payouts(self, now: _dt.datetime | None = None) -> list[Any]:
+        """Pay (or retry) every settlement whose value date has come: see :mod:`host_sim.payouts`."""
+        from .payouts import run_payouts
+        return run_payouts(self.ledger, now or self._now(), self.config, self.events)
+
+    async def run_schedule(self, *, days: int | None = None) -> None:
+        """Run cut-off and payouts at each daily cut-off of the injected clock (virtual or real).
+
+        Sleeps with ``asyncio.sleep`` on the loop, so under the simulation's virtual clock a day
+        passes in microseconds. Stops after ``days`` cut-offs (None: until cancelled).
+        """
+        done = 0
+        while days is None or done < days:
+            now = self._now()
+            cutoff = _dt.datetime.combine(now.date(), self.config.cutoff, tzinfo=now.tzinfo)
+            if cutoff <= now:
+                cutoff += _dt.timedelta(days=1)
+            await asyncio.sleep((cutoff - now).total_seconds())
+            if not self.crashed:
+                self._begin()
+                self.run_settlement(cutoff.date())
+                self.run_payouts(self._now())
+                await self._durable()
+            done += 1
+
+    # -- serving a connection -------------------------------------------------------------------
+    async def serve(self, channel: Any) -> None:
+        """Answer requests on one channel until the peer closes it (or the host crashes).
+
+        Requests on a connection are handled concurrently, as a real host would (a slow issuer
+        does not hold up an echo); each response goes out after its postings are committed.
+        """
+        from .serve import serve_channel
+        await serve_channel(self, channel)
+
+
+# -- pure helpers ------------------------------------------------------------------------------------
+def _iso(at: _dt.datetime) -> str:
+    return at.isoformat(timespec="microseconds")
+
+
+def _pan_of(msg: Message) -> str:
+    if 2 in msg:
+        pan = str(msg[2])
+    elif 35 in msg:
+        track = str(msg[35])
+        pan = track.replace("D", "=").split("=", 1)[0]
+    else:
+        raise TransactionError("field 2: PAN missing (and no track 2 in field 35)")
+    if not (pan.isdigit() and 12 <= len(pan) <= 19):
+        raise TransactionError(f"field 2: PAN must be 12..19 digits, found {len(pan)} characters")
+    return pan
+
+
+def _amount_or_none(msg: Message) -> int | None:
+    value = msg.get(4)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _fingerprint(msg: Message, family: Family) -> str:
+    """What a retransmission must repeat: card, amount, type; ``L`` prefix if local date/time present.
+
+    The ``L`` form (with fields 12/13) also detects a retransmission under a *new* STAN.
+    """
+    try:
+        pan = _pan_of(msg)
+    except TransactionError:
+        pan = ""
+    f60 = msg.get(60)
+    code = f60.get("60.1", "") if isinstance(f60, dict) else ""
+    parts = [pan, str(msg.get(3, "")), str(msg.get(4, "")), code, str(msg.get(41, "")), str(msg.get(42, ""))]
+    local = 12 in msg and 13 in msg
+    if local:
+        parts += [str(msg[12]), str(msg[13])]
+    digest = hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
+    return ("L" if local else "N") + digest
+
+
+def _balance_field(balance: int, currency: str) -> str:
+    """Field 54 additional amounts: account type 10, amount type 02 (available), currency, C/D, n12."""
+    sign = "C" if balance >= 0 else "D"
+    return f"1002{str(currency)[:3]:0>3}{sign}{abs(balance):012d}"
+
+
+def _totals_dict(t: SettlementTotals) -> dict[str, int]:
+    return {"debit_count": t.debit_count, "debit_amount": t.debit_amount,
+            "credit_count": t.credit_count, "credit_amount": t.credit_amount}
+
+
+__all__ = ["Host", "TxnKey"]

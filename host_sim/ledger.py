@@ -1,0 +1,653 @@
+"""The issuer/acquirer ledger: double-entry postings in SQLite, the host's only source of truth.
+
+Why double entry: every movement of money is an *entry* whose postings sum to zero, so money can
+neither appear nor vanish, and :meth:`Ledger.check_conservation` can prove it at any moment of a
+simulation. Accounts (ids are strings):
+
+- ``capital``            the issuer's funding counterpart of opening balances;
+- ``card:<pan>``         cardholder's available funds;
+- ``hold:<pan>``         funds held by a pre-authorization;
+- ``payable:<mid>``      captured for the merchant, not yet settled;
+- ``payout:<mid>``       settled, waiting for (or retrying) the T+1 payout;
+- ``bank:<mid>``         the merchant's bank account — money here is *credited* (到账).
+
+Durability: SQLite in WAL mode. In autocommit mode every logical step is one SQLite transaction.
+The host switches to *group commit* (:meth:`Ledger.begin_group` ... :meth:`Ledger.commit`): each
+logical step runs inside a SAVEPOINT of one open transaction that is committed once per event-loop
+tick, and no response leaves before the commit that holds its posting. A crash before that commit
+loses only unacknowledged work; the in-memory mirror (balances, transactions, key index) is a
+write-through cache rebuilt from SQLite on open and after any rollback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from iso8583.mask import mask_pan
+from iso8583.transactions import TxnKey
+
+CAPITAL = "capital"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cards(
+    pan TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, pin_hash TEXT NOT NULL,
+    expiry TEXT NOT NULL, daily_limit INTEGER NOT NULL, pin_tries INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS merchants(
+    mid TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, bank_account TEXT NOT NULL,
+    bank_account_ok INTEGER NOT NULL, terminals TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS terminals(tid TEXT PRIMARY KEY, keys TEXT NOT NULL, signed_on_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS postings(
+    id INTEGER PRIMARY KEY, entry INTEGER NOT NULL, txn INTEGER, kind TEXT NOT NULL,
+    account TEXT NOT NULL, amount INTEGER NOT NULL, at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS postings_entry ON postings(entry);
+CREATE TABLE IF NOT EXISTS txns(
+    id INTEGER PRIMARY KEY, tid TEXT NOT NULL, stan TEXT NOT NULL, ref TEXT NOT NULL,
+    kind TEXT NOT NULL, mti TEXT NOT NULL, mid TEXT NOT NULL, pan TEXT NOT NULL,
+    amount INTEGER NOT NULL, rc TEXT NOT NULL, extra TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    batch TEXT NOT NULL, status TEXT NOT NULL, cardholder_debit INTEGER NOT NULL,
+    hold INTEGER NOT NULL, merchant_credit INTEGER NOT NULL, original INTEGER,
+    reversed_at TEXT, settlement TEXT, created_at TEXT NOT NULL, dup_of INTEGER, day TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS txns_key ON txns(tid, stan, ref);
+CREATE TABLE IF NOT EXISTS reversals(
+    id INTEGER PRIMARY KEY, tid TEXT NOT NULL, stan TEXT NOT NULL, ref TEXT NOT NULL,
+    status TEXT NOT NULL, rc TEXT NOT NULL, txn INTEGER, received_at TEXT NOT NULL,
+    UNIQUE(tid, stan, ref));
+CREATE TABLE IF NOT EXISTS settlements(
+    id TEXT PRIMARY KEY, mid TEXT NOT NULL, day TEXT NOT NULL, amount INTEGER NOT NULL,
+    count INTEGER NOT NULL, created_at TEXT NOT NULL, value_date TEXT NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, first_failed_at TEXT, paid_at TEXT,
+    recredit INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS terminal_batches(
+    tid TEXT NOT NULL, batch TEXT NOT NULL, status TEXT NOT NULL, host_totals TEXT NOT NULL,
+    terminal_totals TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(tid, batch));
+"""
+
+
+class LedgerError(Exception):
+    """The ledger refused an operation or found itself inconsistent (names account/entry)."""
+
+
+class ConservationError(LedgerError):
+    """Money was created or destroyed: the postings of an entry, or of the whole ledger, do not sum to 0."""
+
+
+def pin_hash(pan: str, pin: str) -> str:
+    """Issuers keep a PIN verification value, never the PIN; a salted hash plays that role here."""
+    return hashlib.sha256(f"posfault-pvv:{pan}:{pin}".encode()).hexdigest()
+
+
+def card_account(pan: str) -> str:
+    return f"card:{pan}"
+
+
+def hold_account(pan: str) -> str:
+    return f"hold:{pan}"
+
+
+def payable_account(mid: str) -> str:
+    return f"payable:{mid}"
+
+
+def payout_account(mid: str) -> str:
+    return f"payout:{mid}"
+
+
+def bank_account(mid: str) -> str:
+    return f"bank:{mid}"
+
+
+def _iso(at: _dt.datetime) -> str:
+    return at.isoformat(timespec="microseconds")
+
+
+def _from_iso(text: str | None) -> _dt.datetime | None:
+    return _dt.datetime.fromisoformat(text) if text else None
+
+
+# -- records ------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Card:
+    """Issuer side of a card (the cardholder account is ``card:<pan>`` in the postings)."""
+
+    pan: str
+    name: str
+    status: str              # active | blocked | lost | stolen | expired
+    pin_hash: str
+    expiry: str              # YYMM
+    daily_limit: int
+    pin_tries: int = 0
+
+    def __repr__(self) -> str:
+        return f"Card({self.name!r}, {mask_pan(self.pan)}, status={self.status!r})"
+
+
+@dataclass(slots=True)
+class Merchant:
+    mid: str
+    name: str
+    status: str              # active | frozen
+    bank_account: str
+    bank_account_ok: bool
+    terminals: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TxnRow:
+    """One financial or inquiry request the host answered (mutable mirror of a ``txns`` row)."""
+
+    id: int
+    tid: str
+    stan: str
+    ref: str
+    kind: str                # TxnType value
+    mti: str
+    mid: str
+    pan: str
+    amount: int
+    rc: str
+    extra: dict[str, Any]    # response fields to replay to a retransmission (37, 38, 54 ...)
+    fingerprint: str
+    batch: str
+    status: str              # approved | declined | reversed | voided | completed | reversed_before_arrival
+    cardholder_debit: int
+    hold: int
+    merchant_credit: int
+    original: int | None
+    reversed_at: str | None
+    settlement: str | None
+    created_at: str
+    dup_of: int | None
+    day: str
+
+    @property
+    def key(self) -> TxnKey:
+        return TxnKey(self.tid, self.stan, self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTxn:
+    """What the oracle reads per transaction key (docs/CONTRACTS.md §6).
+
+    ``cardholder_debit`` is the cardholder's *net* debit caused by this request right now (sale
+    minus its reversal/void; negative for a refund; includes every duplicate debit when duplicate
+    detection is off — ``times_posted`` then exceeds 1). ``hold`` is what a pre-authorization still
+    holds. ``merchant_credit`` is what this request owes the merchant; ``merchant_credited_at`` is when
+    the payout that carried it reached the merchant's bank (None while pending or failed).
+    """
+
+    key: TxnKey
+    kind: str
+    mti: str
+    mid: str
+    pan: str                 # masked
+    amount: int
+    rc: str
+    approved: bool
+    status: str
+    cardholder_debit: int
+    hold: int
+    reversed: bool
+    reversed_at: _dt.datetime | None
+    batch: str
+    settled_batch: str | None      # host settlement id (``<day>/<mid>``) once settled
+    merchant_credit: int
+    merchant_credited_at: _dt.datetime | None
+    created_at: _dt.datetime
+    times_posted: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalRow:
+    tid: str
+    stan: str
+    ref: str
+    status: str              # applied | unknown_original | late_original_blocked | rejected_settled | ignored
+    rc: str
+    txn: int | None
+    received_at: str
+
+
+@dataclass(slots=True)
+class Settlement:
+    id: str
+    mid: str
+    day: str
+    amount: int
+    count: int
+    created_at: str
+    value_date: str
+    status: str              # pending | paid | failed
+    attempts: int
+    last_error: str | None
+    first_failed_at: str | None
+    paid_at: str | None
+    recredit: bool
+
+
+_TXN_COLUMNS = [f.name for f in TxnRow.__dataclass_fields__.values()]  # type: ignore[attr-defined]
+
+
+class Ledger:
+    """SQLite-backed double-entry ledger with an in-memory write-through mirror.
+
+    Use :meth:`open`. All methods are synchronous and cheap (memory reads, SQLite writes); the
+    host decides when to :meth:`commit` (see module docstring).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        self._group = False          # a group transaction is open
+        self._sp = 0
+        self._reload()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str = ":memory:", *, synchronous: str = "FULL") -> Ledger:
+        """Open (creating if needed) a ledger file, or ``":memory:"``.
+
+        ``synchronous="FULL"`` makes every commit survive a power cut; ``"NORMAL"`` survives a
+        process crash (SIGKILL) but may lose the last commits on power loss (WAL semantics).
+        """
+        if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, got {synchronous!r}")
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.executescript(SCHEMA)
+        return cls(conn, path)
+
+    def close(self) -> None:
+        if self._group:
+            self.rollback()
+        self.conn.close()
+
+    def _reload(self) -> None:
+        """Rebuild the in-memory mirror from what SQLite has durably stored."""
+        c = self.conn
+        self._balances: dict[str, int] = {}
+        for account, total in c.execute("SELECT account, SUM(amount) FROM postings GROUP BY account"):
+            self._balances[account] = int(total)
+        self._cards = {r[0]: Card(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]))
+                       for r in c.execute("SELECT pan, name, status, pin_hash, expiry, daily_limit, pin_tries FROM cards")}
+        self._merchants = {r[0]: Merchant(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5]))
+                           for r in c.execute("SELECT mid, name, status, bank_account, bank_account_ok, terminals FROM merchants")}
+        self._terminal_of: dict[str, str] = {t: m.mid for m in self._merchants.values() for t in m.terminals}
+        self._terminal_keys = {r[0]: json.loads(r[1]) for r in c.execute("SELECT tid, keys FROM terminals")}
+        self._txns: dict[int, TxnRow] = {}
+        self._by_key: dict[tuple[str, str, str], int] = {}
+        self._by_fingerprint: dict[str, int] = {}
+        self._daily: dict[tuple[str, str], int] = {}
+        cols = ", ".join(_TXN_COLUMNS)
+        for row in c.execute(f"SELECT {cols} FROM txns ORDER BY id"):
+            values = dict(zip(_TXN_COLUMNS, row))
+            values["extra"] = json.loads(values["extra"])
+            self._index(TxnRow(**values))
+        self._reversals = {(r[0], r[1], r[2]): ReversalRow(*r)
+                           for r in c.execute("SELECT tid, stan, ref, status, rc, txn, received_at FROM reversals")}
+        self._next_txn = (c.execute("SELECT MAX(id) FROM txns").fetchone()[0] or 0) + 1
+        self._next_entry = (c.execute("SELECT MAX(entry) FROM postings").fetchone()[0] or 0) + 1
+        self._meta = dict(c.execute("SELECT key, value FROM meta"))
+
+    def _index(self, row: TxnRow) -> None:
+        self._txns[row.id] = row
+        if row.dup_of is None:
+            self._by_key[(row.tid, row.stan, row.ref)] = row.id
+        if row.fingerprint and row.dup_of is None and row.status == "approved":
+            self._by_fingerprint.setdefault(row.fingerprint, row.id)
+        if row.kind in ("sale", "offline_sale", "completion") and row.rc == "00":
+            k = (row.pan, row.day)
+            self._daily[k] = self._daily.get(k, 0) + row.amount
+
+    # -- transactions ----------------------------------------------------------------------------
+    def begin_group(self) -> None:
+        """Open a group transaction; later steps become savepoints until :meth:`commit`."""
+        if not self._group:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._group = True
+
+    @property
+    def in_group(self) -> bool:
+        return self._group
+
+    def commit(self) -> None:
+        """Make every step since :meth:`begin_group` durable (one SQLite COMMIT)."""
+        if self._group:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:
+                self.rollback()
+                raise
+            self._group = False
+
+    def rollback(self) -> None:
+        """Drop uncommitted steps (a crash does the same) and rebuild the mirror from SQLite."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self._group = False
+        self._reload()
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """One logical step, atomic on its own: a SAVEPOINT inside a group, else its own transaction."""
+        if self._group:
+            self._sp += 1
+            name = f"s{self._sp}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                # the mirror may hold half a step: rebuild it from the still-open transaction
+                self._reload()
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+        else:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                self._reload()
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    # -- reference data ----------------------------------------------------------------------------
+    def add_card(self, card: Card, balance: int, at: _dt.datetime) -> None:
+        """Create (or replace the reference data of) a card; fund a new account from ``capital``."""
+        with self.step():
+            new = card.pan not in self._cards
+            self.conn.execute(
+                "INSERT OR REPLACE INTO cards(pan, name, status, pin_hash, expiry, daily_limit, pin_tries)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (card.pan, card.name, card.status, card.pin_hash, card.expiry, card.daily_limit, card.pin_tries))
+            self._cards[card.pan] = card
+            if new and balance:
+                self.post("opening", None, [(CAPITAL, -balance), (card_account(card.pan), balance)], at)
+
+    def add_merchant(self, merchant: Merchant) -> None:
+        with self.step():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO merchants(mid, name, status, bank_account, bank_account_ok, terminals)"
+                " VALUES (?,?,?,?,?,?)",
+                (merchant.mid, merchant.name, merchant.status, merchant.bank_account,
+                 int(merchant.bank_account_ok), json.dumps(merchant.terminals)))
+            self._merchants[merchant.mid] = merchant
+            for tid in merchant.terminals:
+                self._terminal_of[tid] = merchant.mid
+
+    def card(self, pan: str) -> Card | None:
+        return self._cards.get(pan)
+
+    def cards(self) -> list[Card]:
+        return list(self._cards.values())
+
+    def merchant(self, mid: str) -> Merchant | None:
+        return self._merchants.get(mid)
+
+    def merchants(self) -> list[Merchant]:
+        return list(self._merchants.values())
+
+    def merchant_of_terminal(self, tid: str) -> str | None:
+        return self._terminal_of.get(tid)
+
+    def update_card(self, pan: str, **changes: Any) -> Card:
+        """Change status / pin_tries / daily_limit / expiry of a card (e.g. a scenario blocks it)."""
+        card = self._cards.get(pan)
+        if card is None:
+            raise LedgerError(f"no card {mask_pan(pan)}")
+        updated = replace(card, **changes)
+        with self.step():
+            self.conn.execute("UPDATE cards SET status=?, expiry=?, daily_limit=?, pin_tries=? WHERE pan=?",
+                              (updated.status, updated.expiry, updated.daily_limit, updated.pin_tries, pan))
+            self._cards[pan] = updated
+        return updated
+
+    def update_merchant(self, mid: str, **changes: Any) -> Merchant:
+        """Unfreeze a merchant or fix its bank details (``status="active"``, ``bank_account_ok=True``)."""
+        merchant = self._merchants.get(mid)
+        if merchant is None:
+            raise LedgerError(f"no merchant {mid!r}")
+        updated = replace(merchant, **changes)
+        with self.step():
+            self.conn.execute("UPDATE merchants SET status=?, bank_account=?, bank_account_ok=? WHERE mid=?",
+                              (updated.status, updated.bank_account, int(updated.bank_account_ok), mid))
+            self._merchants[mid] = updated
+        return updated
+
+    def terminal_keys(self, tid: str) -> dict[str, str] | None:
+        """Working keys (hex, clear — the host's HSM stand-in) delivered at the last sign-on."""
+        return self._terminal_keys.get(tid)
+
+    def set_terminal_keys(self, tid: str, keys: dict[str, str], at: _dt.datetime) -> None:
+        with self.step():
+            self.conn.execute("INSERT OR REPLACE INTO terminals(tid, keys, signed_on_at) VALUES (?,?,?)",
+                              (tid, json.dumps(keys), _iso(at)))
+            self._terminal_keys[tid] = dict(keys)
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        return self._meta.get(key, default)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.step():
+            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", (key, value))
+            self._meta[key] = value
+
+    # -- money ----------------------------------------------------------------------------------
+    def balance(self, account: str) -> int:
+        return self._balances.get(account, 0)
+
+    def balances(self) -> dict[str, int]:
+        return dict(self._balances)
+
+    def post(self, kind: str, txn: int | None, moves: Sequence[tuple[str, int]], at: _dt.datetime) -> int:
+        """Write one balanced entry (its postings sum to zero) and return its number.
+
+        Must run inside :meth:`step` (or a group) so the entry and whatever it belongs to are atomic.
+        """
+        if sum(amount for _, amount in moves) != 0:
+            shown = ", ".join(f"{_masked_account(a)} {v:+d}" for a, v in moves)
+            raise ConservationError(f"entry {kind!r} does not balance: {shown}")
+        entry = self._next_entry
+        stamp = _iso(at)
+        self.conn.executemany(
+            "INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
+            [(entry, txn, kind, account, amount, stamp) for account, amount in moves if amount])
+        self._next_entry += 1
+        for account, amount in moves:
+            self._balances[account] = self._balances.get(account, 0) + amount
+        return entry
+
+    # -- transactions (requests) -------------------------------------------------------------------
+    def find(self, key: TxnKey) -> TxnRow | None:
+        """The first request recorded under ``key`` (its duplicates are separate rows when detection is off)."""
+        txn_id = self._by_key.get((key.tid, key.stan, key.ref))
+        return None if txn_id is None else self._txns[txn_id]
+
+    def find_fingerprint(self, fingerprint: str) -> TxnRow | None:
+        txn_id = self._by_fingerprint.get(fingerprint)
+        return None if txn_id is None else self._txns[txn_id]
+
+    def txn(self, txn_id: int) -> TxnRow:
+        return self._txns[txn_id]
+
+    def rows(self) -> list[TxnRow]:
+        return list(self._txns.values())
+
+    def daily_debits(self, pan: str, day: str) -> int:
+        return self._daily.get((pan, day), 0)
+
+    def record(self, **values: Any) -> TxnRow:
+        """Insert a request row; must run inside :meth:`step` together with its postings."""
+        values.setdefault("dup_of", None)
+        values.setdefault("original", None)
+        values.setdefault("reversed_at", None)
+        values.setdefault("settlement", None)
+        row = TxnRow(id=self._next_txn, **values)
+        self._write_row(row, insert=True)
+        self._next_txn += 1
+        self._index(row)
+        return row
+
+    def update(self, row: TxnRow, **changes: Any) -> None:
+        """Change a request row (status, net debit, hold, settlement ...) in SQLite and in memory."""
+        was_approved = row.status == "approved"
+        for name, value in changes.items():
+            setattr(row, name, value)
+        self._write_row(row, insert=False)
+        if was_approved and row.status != "approved" and self._by_fingerprint.get(row.fingerprint) == row.id:
+            del self._by_fingerprint[row.fingerprint]
+        if row.kind in ("sale", "offline_sale", "completion") and row.rc == "00" and was_approved \
+                and row.status in ("reversed", "voided"):
+            k = (row.pan, row.day)
+            self._daily[k] = self._daily.get(k, 0) - row.amount
+
+    def _write_row(self, row: TxnRow, *, insert: bool) -> None:
+        values = [getattr(row, name) for name in _TXN_COLUMNS]
+        values[_TXN_COLUMNS.index("extra")] = json.dumps(row.extra)
+        if insert:
+            marks = ",".join("?" * len(_TXN_COLUMNS))
+            self.conn.execute(f"INSERT INTO txns({', '.join(_TXN_COLUMNS)}) VALUES ({marks})", values)
+        else:
+            sets = ", ".join(f"{name}=?" for name in _TXN_COLUMNS[1:])
+            self.conn.execute(f"UPDATE txns SET {sets} WHERE id=?", [*values[1:], row.id])
+
+    # -- reversals --------------------------------------------------------------------------------
+    def reversal(self, key: TxnKey) -> ReversalRow | None:
+        """The reversal already received for the original ``key`` (even if the original never arrived)."""
+        return self._reversals.get((key.tid, key.stan, key.ref))
+
+    def record_reversal(self, key: TxnKey, status: str, rc: str, txn: int | None, at: _dt.datetime) -> ReversalRow:
+        row = ReversalRow(key.tid, key.stan, key.ref, status, rc, txn, _iso(at))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO reversals(tid, stan, ref, status, rc, txn, received_at) VALUES (?,?,?,?,?,?,?)",
+            (row.tid, row.stan, row.ref, row.status, row.rc, row.txn, row.received_at))
+        self._reversals[(key.tid, key.stan, key.ref)] = row
+        return row
+
+    def reversals(self) -> list[ReversalRow]:
+        return list(self._reversals.values())
+
+    # -- settlements --------------------------------------------------------------------------------
+    def settlements(self, mid: str | None = None) -> list[Settlement]:
+        query = ("SELECT id, mid, day, amount, count, created_at, value_date, status, attempts, last_error,"
+                 " first_failed_at, paid_at, recredit FROM settlements")
+        args: tuple[Any, ...] = ()
+        if mid is not None:
+            query += " WHERE mid=?"
+            args = (mid,)
+        return [Settlement(*r[:12], bool(r[12])) for r in self.conn.execute(query + " ORDER BY day, mid", args)]
+
+    def save_settlement(self, s: Settlement) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO settlements(id, mid, day, amount, count, created_at, value_date, status,"
+            " attempts, last_error, first_failed_at, paid_at, recredit) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (s.id, s.mid, s.day, s.amount, s.count, s.created_at, s.value_date, s.status, s.attempts,
+             s.last_error, s.first_failed_at, s.paid_at, int(s.recredit)))
+
+    def terminal_batch(self, tid: str, batch: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT status, host_totals, terminal_totals, at FROM terminal_batches"
+                                " WHERE tid=? AND batch=?", (tid, batch)).fetchone()
+        if row is None:
+            return None
+        return {"status": row[0], "host_totals": json.loads(row[1]), "terminal_totals": json.loads(row[2]),
+                "at": row[3]}
+
+    def save_terminal_batch(self, tid: str, batch: str, status: str, host_totals: dict[str, int],
+                            terminal_totals: dict[str, int], at: _dt.datetime) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO terminal_batches(tid, batch, status, host_totals, terminal_totals, at)"
+            " VALUES (?,?,?,?,?,?)",
+            (tid, batch, status, json.dumps(host_totals), json.dumps(terminal_totals), _iso(at)))
+
+    # -- the oracle's view --------------------------------------------------------------------------
+    def transactions(self) -> list[LedgerTxn]:
+        """One record per transaction key, in arrival order (see :class:`LedgerTxn`)."""
+        paid = {s.id: s.paid_at for s in self.settlements()}
+        dups: dict[int, list[TxnRow]] = {}
+        for row in self._txns.values():
+            if row.dup_of is not None:
+                dups.setdefault(row.dup_of, []).append(row)
+        out = []
+        for row in self._txns.values():
+            if row.dup_of is not None:
+                continue
+            group = [row, *dups.get(row.id, [])]
+            settled = row.settlement
+            out.append(LedgerTxn(
+                key=row.key, kind=row.kind, mti=row.mti, mid=row.mid, pan=mask_pan(row.pan),
+                amount=row.amount, rc=row.rc, approved=row.rc == "00",
+                status=row.status, cardholder_debit=sum(r.cardholder_debit for r in group),
+                hold=sum(r.hold for r in group), reversed=row.status in ("reversed", "reversed_before_arrival"),
+                reversed_at=_from_iso(row.reversed_at), batch=row.batch, settled_batch=settled,
+                merchant_credit=sum(r.merchant_credit for r in group),
+                merchant_credited_at=_from_iso(paid.get(settled)) if settled else None,
+                created_at=_from_iso(row.created_at) or _dt.datetime.min,
+                times_posted=sum(1 for r in group if r.rc == "00"),
+            ))
+        return out
+
+    # -- invariants ---------------------------------------------------------------------------------
+    def check_conservation(self) -> None:
+        """Raise :class:`ConservationError` unless money is conserved, entry by entry and in total.
+
+        Checks, from SQLite (not the mirror): every entry's postings sum to 0; all accounts sum to
+        0; the in-memory balances equal the stored ones; no hold is negative; each request's net
+        cardholder debit equals the postings on its cardholder account.
+        """
+        c = self.conn
+        bad = c.execute("SELECT entry, kind, SUM(amount) FROM postings GROUP BY entry HAVING SUM(amount) != 0"
+                        " LIMIT 1").fetchone()
+        if bad:
+            raise ConservationError(f"entry {bad[0]} ({bad[1]}) sums to {bad[2]:+d}, not 0")
+        total = c.execute("SELECT COALESCE(SUM(amount), 0) FROM postings").fetchone()[0]
+        if total != 0:
+            raise ConservationError(f"ledger sums to {total:+d}, not 0")
+        stored = {a: int(v) for a, v in c.execute("SELECT account, SUM(amount) FROM postings GROUP BY account")}
+        mirror = {a: v for a, v in self._balances.items() if v or a in stored}
+        if {a: v for a, v in stored.items() if v or a in mirror} != mirror:
+            diff = sorted(a for a in set(stored) | set(mirror) if stored.get(a, 0) != mirror.get(a, 0))
+            raise ConservationError(f"in-memory balances differ from SQLite for {[_masked_account(a) for a in diff]}")
+        for account, value in stored.items():
+            if account.startswith("hold:") and value < 0:
+                raise ConservationError(f"{_masked_account(account)} holds {value}, a negative hold")
+        card_moves: dict[int, int] = {}
+        hold_moves: dict[int, int] = {}
+        for txn, account, amount in c.execute(
+                "SELECT txn, account, SUM(amount) FROM postings WHERE txn IS NOT NULL"
+                " AND (account LIKE 'card:%' OR account LIKE 'hold:%') GROUP BY txn, account"):
+            target = card_moves if account.startswith("card:") else hold_moves
+            target[txn] = target.get(txn, 0) + int(amount)
+        for row in self._txns.values():
+            # a request's own postings (and those of its reversal/void, tagged with its id) explain
+            # exactly what it took from the cardholder: debited for good, or still held
+            if -card_moves.get(row.id, 0) != row.cardholder_debit + row.hold or hold_moves.get(row.id, 0) != row.hold:
+                raise ConservationError(
+                    f"transaction {row.key} records a net cardholder debit of {row.cardholder_debit} and a hold"
+                    f" of {row.hold}, but its postings move {-card_moves.get(row.id, 0)} from the card and"
+                    f" {hold_moves.get(row.id, 0)} into holds")
+
+    def total_cardholder_funds(self) -> int:
+        return sum(v for a, v in self._balances.items() if a.startswith(("card:", "hold:")))
+
+
+def _masked_account(account: str) -> str:
+    kind, _, ident = account.partition(":")
+    return f"{kind}:{mask_pan(ident)}" if kind in ("card", "hold") else account
+
+
+def iter_accounts(balances: dict[str, int], prefix: str) -> Iterable[tuple[str, int]]:
+    return ((a.partition(":")[2], v) for a, v in balances.items() if a.startswith(prefix))

@@ -1,0 +1,141 @@
+"""The host's use of :mod:`iso8583.security`: working keys at sign-on, MAC and PIN verification.
+
+Kept apart from :mod:`host_sim.host` so the authorization logic reads as business rules. Key
+material is held as hex in the ledger's ``terminals`` table (the host's HSM stand-in; test keys
+only) and never appears in events, reprs or errors.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tomllib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from iso8583.message import Message
+
+from .ledger import Card, pin_hash
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_KEYS = ROOT / "fixtures" / "keys" / "test_keys.toml"
+#: Used only when no test-keys fixture is present: a well-known *test* TMK (0123456789ABCDEFFEDCBA9876543210).
+FALLBACK_TMK = "0123456789ABCDEFFEDCBA9876543210"
+
+PinCheck = Literal["ok", "wrong", "no_keys"]
+
+
+@dataclass(frozen=True, repr=False)
+class Delivered:
+    """Working keys generated at a sign-on: clear hex for the ledger, field 62 for the terminal."""
+
+    clear_hex: dict[str, str]
+    field62: Any
+    kcv_text: str
+
+    def __repr__(self) -> str:
+        return f"Delivered(kcv={self.kcv_text})"
+
+
+def _find_tmk(table: Any, tid: str) -> str | None:
+    """Look for a TMK for ``tid`` in a test-keys TOML table, tolerating a few natural layouts."""
+    if not isinstance(table, dict):
+        return None
+    terminals = table.get("terminals")
+    if isinstance(terminals, dict) and isinstance(terminals.get(tid), dict):
+        found = _find_tmk(terminals[tid], tid)
+        if found:
+            return found
+    for name in ("tmk", "TMK", "terminal_master_key"):
+        value = table.get(name)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            for inner in ("key", "value", "hex", "clear"):
+                if isinstance(value.get(inner), str):
+                    return value[inner]
+    return None
+
+
+def tmk_for(host: Any, tid: str) -> str:
+    """The terminal master key (hex) of ``tid``: host.keys (mapping or hex), the fixture, the fallback."""
+    keys = host.keys
+    if isinstance(keys, str):
+        return keys
+    if isinstance(keys, dict):
+        if tid in keys:
+            return str(keys[tid])
+        if "default" in keys:
+            return str(keys["default"])
+    if DEFAULT_KEYS.exists():
+        with DEFAULT_KEYS.open("rb") as fh:
+            found = _find_tmk(tomllib.load(fh), tid)
+        if found:
+            return found
+    return FALLBACK_TMK
+
+
+_SPECS: dict[Any, Any] = {}
+
+
+def spec_of(host: Any) -> Any:
+    """The codec Spec of the host's dialect (cached); the dialect may already be a Spec."""
+    dialect = host.dialect
+    if not isinstance(dialect, str):
+        return dialect
+    if dialect not in _SPECS:
+        from iso8583 import load_spec  # type: ignore[attr-defined]
+
+        _SPECS[dialect] = load_spec(dialect)
+    return _SPECS[dialect]
+
+
+def _field62_is_binary(host: Any) -> bool:
+    try:
+        spec = spec_of(host)
+        field = spec.fields[62]
+        kind = getattr(field, "type", None) or getattr(field, "data_type", None) or ""
+        return str(kind).lower().startswith("b")
+    except Exception:
+        return host.family == "unionpay"
+
+
+def new_working_keys(host: Any, tid: str) -> Delivered:
+    from iso8583.security.keys import WorkingKeys, kcv
+
+    working = WorkingKeys.generate(16, rng=host.rng)
+    tmk = bytes.fromhex(tmk_for(host, tid))
+    field62 = working.pack(tmk) if _field62_is_binary(host) else working.pack_hex(tmk)
+    clear = {"pin_key": bytes(working.pin_key).hex().upper(), "mac_key": bytes(working.mac_key).hex().upper()}
+    return Delivered(clear, field62, kcv(working.mac_key, length=3).hex().upper())
+
+
+def verify_mac(host: Any, msg: Message, keys: dict[str, str], raw: bytes | None) -> bool:
+    from iso8583.security.keys import Key
+
+    from iso8583.security import mac
+
+    try:
+        return bool(mac.verify(raw if raw is not None else msg, spec_of(host), Key(keys["mac_key"])))
+    except Exception:  # undecodable or unplaceable MAC: a failure, never a crash of the host
+        return False
+
+
+def verify_pin(host: Any, msg: Message, pan: str, card: Card, keys: dict[str, str] | None) -> PinCheck:
+    """Decrypt field 52 with the terminal's PIN key and compare with the card's PIN verification value."""
+    if not keys:
+        return "no_keys"
+    from iso8583.security.keys import Key
+
+    from iso8583.security import pin
+
+    block = msg.get(52)
+    if isinstance(block, str):
+        try:
+            block = bytes.fromhex(block)
+        except ValueError:
+            return "wrong"
+    try:
+        clear = pin.decrypt(bytes(block), pan, Key(keys["pin_key"]))
+    except Exception:  # undecipherable block: counts as a wrong PIN, as issuers do
+        return "wrong"
+    return "ok" if pin_hash(pan, clear) == card.pin_hash else "wrong"

@@ -1,0 +1,223 @@
+"""Virtual time: an asyncio event loop whose clock jumps to the next timer when nothing is runnable.
+
+Why: terminal and host logic is written once, with plain asyncio (``asyncio.sleep``,
+``asyncio.timeout``, ``loop.time()``), and must run both against real devices and in a deterministic
+simulation. On :class:`VirtualEventLoop` the same code runs unchanged, but a 60-second response
+timeout costs microseconds: whenever every task is waiting, the loop does not block — it moves its
+clock straight to the earliest scheduled timer. Nothing depends on the wall clock, so two runs with
+the same seed execute the same callbacks in the same order at the same virtual instants.
+
+Business date-times (ISO 8583 fields 7/12/13, ledger timestamps) come from a *clock callable*
+(``Callable[[], datetime]``, CONTRACTS §0). :class:`VirtualClock` derives it from the loop's virtual
+time, so "the terminal waited 60 s" and "field 7 moved by 60 s" agree.
+
+Example::
+
+    from posfault.clock import run_virtual
+
+    async def main(env):
+        t0 = env.clock()
+        await asyncio.sleep(3600)          # an hour of virtual time, ~10 µs of wall time
+        return env.clock() - t0
+
+    assert run_virtual(main, seed=7) == datetime.timedelta(hours=1)
+
+Limits: the virtual loop is meant for in-memory channels (``iso8583.channels.memory``). Real sockets
+still work on it, but time does not wait for them: if a timer is due, the clock jumps to it even
+when a real peer would have answered first. Threads (``run_in_executor``) take wall time while
+virtual time stands still; avoid them in simulated code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import random
+import selectors
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+__all__ = [
+    "DEFAULT_EPOCH",
+    "SimulationDeadlock",
+    "VirtualClock",
+    "VirtualEnv",
+    "VirtualEventLoop",
+    "clock_for",
+    "new_virtual_loop",
+    "run_virtual",
+]
+
+T = TypeVar("T")
+
+#: Where simulated business time starts unless told otherwise: a fixed, timezone-naive instant
+#: (terminals and hosts speak local time in fields 7/12/13), far from DST and month ends.
+DEFAULT_EPOCH = _dt.datetime(2026, 3, 2, 9, 0, 0)
+
+
+class SimulationDeadlock(RuntimeError):
+    """Every task waits on something no timer or peer will ever provide.
+
+    On a real loop this would hang forever; on the virtual loop it is detected at once and the
+    message lists what each pending task was waiting in, so the missing send/close is easy to find.
+    """
+
+
+class _VirtualSelector(selectors.BaseSelector):
+    """A selector that never blocks: it polls real file descriptors and otherwise advances time."""
+
+    def __init__(self) -> None:
+        self._real = selectors.DefaultSelector()
+        self.loop: VirtualEventLoop | None = None
+
+    # selectors.BaseSelector interface, delegated ------------------------------------------------
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def get_map(self) -> Any:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = self._real.select(0)
+        if events or timeout == 0:
+            return events
+        loop = self.loop
+        assert loop is not None, "selector not attached to a VirtualEventLoop"
+        if timeout is None:
+            if loop._needs_real_blocking():
+                return self._real.select(None)
+            raise SimulationDeadlock(loop._deadlock_report())
+        loop._advance_to_next_timer(timeout)
+        return []
+
+
+class VirtualEventLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop on virtual time (seconds since ``start``, default 0.0).
+
+    ``loop.time()`` only moves when the loop would otherwise sleep; it then jumps exactly to the
+    earliest timer. ``loop.advance(seconds)`` lets a test move time by hand between steps.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        selector = _VirtualSelector()
+        super().__init__(selector)
+        selector.loop = self
+        self._vtime = float(start)
+        # Timers within this much of "now" run together; keep it tiny so ordering stays exact.
+        self._clock_resolution = 1e-9
+        self.jumps = 0  #: how many times virtual time jumped (a cheap progress/diagnostics figure)
+
+    def time(self) -> float:
+        return self._vtime
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time forward by ``seconds`` (timers that become due run on the next turn)."""
+        if seconds < 0:
+            raise ValueError(f"virtual time cannot go backwards (advance by {seconds})")
+        self._vtime += seconds
+
+    # -- used by the selector ------------------------------------------------------------------------
+    def _advance_to_next_timer(self, timeout: float) -> None:
+        scheduled = self._scheduled  # the loop's timer heap; its head is the next due timer
+        target = scheduled[0]._when if scheduled else self._vtime + timeout
+        if target > self._vtime:
+            self._vtime = target
+            self.jumps += 1
+
+    def _needs_real_blocking(self) -> bool:
+        """True when something outside the loop (an executor thread) can still wake it up."""
+        return getattr(self, "_default_executor", None) is not None
+
+    def _deadlock_report(self) -> str:
+        lines = [f"virtual loop deadlock at t={self._vtime:.6f}s: no task is runnable and no timer is "
+                 "scheduled, so nothing can ever wake the pending tasks:"]
+        for task in sorted(asyncio.all_tasks(self), key=lambda t: t.get_name()):
+            frames = task.get_stack(limit=1)
+            where = (f"{frames[0].f_code.co_filename}:{frames[0].f_lineno} in {frames[0].f_code.co_name}"
+                     if frames else "not started")
+            lines.append(f"  task {task.get_name()!r} waiting at {where}")
+        return "\n".join(lines)
+
+
+def new_virtual_loop(start: float = 0.0) -> VirtualEventLoop:
+    """A fresh :class:`VirtualEventLoop` (for ``asyncio.Runner(loop_factory=...)`` or manual use)."""
+    return VirtualEventLoop(start)
+
+
+class VirtualClock:
+    """A business clock (``Callable[[], datetime]``) tied to a loop's virtual time.
+
+    ``clock()`` returns ``epoch + loop.time()`` seconds. It reads the loop it was created for, so it
+    can be handed to a terminal or host before the loop runs.
+    """
+
+    __slots__ = ("epoch", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, epoch: _dt.datetime = DEFAULT_EPOCH) -> None:
+        self.loop = loop
+        self.epoch = epoch
+
+    def __call__(self) -> _dt.datetime:
+        return self.epoch + _dt.timedelta(seconds=self.loop.time())
+
+    def at(self, seconds: float) -> _dt.datetime:
+        """The business date-time at loop time ``seconds``."""
+        return self.epoch + _dt.timedelta(seconds=seconds)
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(epoch={self.epoch.isoformat()}, now={self().isoformat()})"
+
+
+def clock_for(loop: asyncio.AbstractEventLoop | None = None,
+              epoch: _dt.datetime = DEFAULT_EPOCH) -> Callable[[], _dt.datetime]:
+    """The business clock matching ``loop``: virtual for a virtual loop, ``datetime.now`` otherwise."""
+    loop = loop or asyncio.get_running_loop()
+    if isinstance(loop, VirtualEventLoop):
+        return VirtualClock(loop, epoch)
+    return _dt.datetime.now
+
+
+@dataclass
+class VirtualEnv:
+    """What a simulated ``main(env)`` gets: the loop, its business clock and a seeded RNG."""
+
+    loop: VirtualEventLoop
+    clock: VirtualClock
+    rng: random.Random
+    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def now(self) -> float:
+        """Virtual seconds since the start of the run."""
+        return self.loop.time()
+
+
+def run_virtual(main: Coroutine[Any, Any, T] | Callable[[VirtualEnv], Awaitable[T]], *,
+                seed: int = 0, epoch: _dt.datetime = DEFAULT_EPOCH, debug: bool = False) -> T:
+    """Run ``main`` to completion on a fresh :class:`VirtualEventLoop` and return its result.
+
+    ``main`` is a coroutine, or a callable taking a :class:`VirtualEnv` (loop, business clock,
+    ``random.Random(seed)``) and returning an awaitable. Remaining tasks are cancelled at the end,
+    as ``asyncio.run`` does. Same code + same seed ⇒ same result and same event order.
+    """
+    with asyncio.Runner(debug=debug, loop_factory=new_virtual_loop) as runner:
+        loop = runner.get_loop()
+        assert isinstance(loop, VirtualEventLoop)
+        if asyncio.iscoroutine(main):
+            return runner.run(main)
+        env = VirtualEnv(loop=loop, clock=VirtualClock(loop, epoch), rng=random.Random(seed), seed=seed)
+
+        async def _call() -> T:
+            return await main(env)  # type: ignore[operator]
+
+        return runner.run(_call())

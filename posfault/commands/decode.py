@@ -1,0 +1,119 @@
+"""``posfault decode``: decode an ISO 8583 message (hex text or a binary file) and describe it, masked.
+
+Examples::
+
+    posfault decode fixtures/messages/iso87ascii_0200_sale.hex --dialect iso87ascii
+    posfault decode 08002020000000800000000001... --dialect iso87binary
+    posfault decode capture.bin --dialect unionpay_pos --framing length   # 2-byte length + TPDU + header
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import string
+from pathlib import Path
+
+from iso8583 import BUILTIN_SPECS, DecodeError, decode, describe, load_spec, scrub_text
+from iso8583.spec import Spec
+
+_HEX = set(string.hexdigits)
+_MAX_INPUT = 1 << 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "decode", help="decode an ISO 8583 message (hex or binary) and print its fields, masked",
+        description="Decode one ISO 8583 message and print one line per field (PAN, track, PIN block, "
+                    "MAC and sensitive EMV tags masked). INPUT is a file (hex text or raw binary) or hex text.")
+    parser.add_argument("input", metavar="FILE|HEX", help="a file holding the message, or the message as hex")
+    parser.add_argument("--dialect", "-d", default="iso87ascii",
+                        help=f"built-in dialect ({', '.join(BUILTIN_SPECS)}) or a spec file (.toml/.json)")
+    parser.add_argument("--framing", choices=("none", "frame", "length"), default="none",
+                        help="none: INPUT starts at the MTI (default); frame: INPUT starts with the dialect's "
+                             "TPDU/application header; length: INPUT starts with the length header too")
+    parser.set_defaults(func=run)
+
+
+def read_input(text: str) -> bytes:
+    """Bytes from a file (hex text or binary) or from hex given on the command line."""
+    compact = re.sub(r"\s+", "", text)
+    if compact.lower().startswith("0x"):
+        compact = compact[2:]
+    looks_hex = bool(compact) and len(compact) % 2 == 0 and set(compact) <= _HEX
+    path = Path(text)
+    try:
+        is_file = not looks_hex and path.is_file()
+    except OSError:
+        is_file = False
+    if is_file:
+        raw = path.read_bytes()[:_MAX_INPUT + 1]
+        if len(raw) > _MAX_INPUT:
+            raise ValueError(f"{path}: larger than {_MAX_INPUT} bytes")
+        try:
+            as_text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return raw
+        compact = re.sub(r"\s+", "", re.sub(r"#[^\n]*", "", as_text))
+        if compact and len(compact) % 2 == 0 and set(compact) <= _HEX:
+            return bytes.fromhex(compact)
+        return raw
+    if not looks_hex:
+        raise ValueError(f"{scrub_text(text[:40])!r} is neither a file nor an even-length hex string")
+    return bytes.fromhex(compact)
+
+
+def strip_length(data: bytes, spec: Spec) -> bytes:
+    """Remove the dialect's length header (``[wire] length``), checking it against the data."""
+    kind = str(spec.wire.get("length", "none"))
+    sizes = {"ascii4": 4, "binary2": 2, "bcd2": 2, "binary4": 4, "none": 0}
+    if kind not in sizes:
+        raise ValueError(f"dialect {spec.name}: unknown length header kind {kind!r}")
+    size = sizes[kind]
+    head, body = data[:size], data[size:]
+    if len(head) < size:
+        raise DecodeError(f"expected a {size}-byte {kind} length header, found {len(head)} bytes", offset=0)
+    if kind.startswith("ascii"):
+        if not head.isdigit():
+            raise DecodeError(f"expected a {kind} length header, found {head!r}", offset=0)
+        declared = int(head)
+    elif kind.startswith("bcd"):
+        declared = int(head.hex()) if head.hex().isdigit() else -1
+    else:
+        declared = int.from_bytes(head, "big")
+    if declared != len(body):
+        raise DecodeError(f"length header says {declared} bytes, {len(body)} follow", offset=0,
+                          expected=str(declared), found=str(len(body)))
+    return body
+
+
+def strip_envelope(data: bytes, spec: Spec) -> tuple[bytes, list[str]]:
+    """Remove TPDU and application header (``[wire] tpdu``/``header``); returns their description."""
+    notes = []
+    pos = 0
+    for key, label in (("tpdu", "TPDU"), ("header", "application header")):
+        template = spec.wire.get(key)
+        if template:
+            size = len(str(template)) // 2
+            part = data[pos:pos + size]
+            if len(part) < size:
+                raise DecodeError(f"expected a {size}-byte {label}, found {len(part)} bytes", offset=pos)
+            notes.append(f"{label}: {part.hex().upper()}")
+            pos += size
+    return data[pos:], notes
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.dialect)
+    data = read_input(args.input)
+    notes: list[str] = []
+    if args.framing == "length":
+        data = strip_length(data, spec)
+    if args.framing in ("frame", "length"):
+        data, notes = strip_envelope(data, spec)
+    msg = decode(data, spec)
+    print(f"dialect {spec.name}, {len(data)} bytes")
+    for note in notes:
+        print(note)
+    print(describe(msg, spec))
+    return 0

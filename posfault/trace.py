@@ -1,0 +1,167 @@
+"""The event trace: everything that happened in a run, in order, with its time — masked on export.
+
+One :class:`Trace` collects the events of the terminal, the host, the ledger and the network (the
+fault links). It is the ``events`` callable of CONTRACTS §0: ``trace({"actor": ..., "kind": ...})``
+adds the time (``t``, the loop's clock: virtual seconds in a simulation) and a sequence number.
+
+Network events carry the frame bytes (``frame``) so that :mod:`posfault.pcap` can write exactly what
+went over the wire. Those bytes stay in memory: :meth:`Trace.to_jsonl` writes, instead of bytes, the
+decoded fields passed through :func:`iso8583.mask.mask_value` (PAN 6+4, track data / PIN block /
+MAC / secret EMV tags masked), and scrubs free text. The output is deterministic: sorted keys,
+fixed float rounding, nothing from the wall clock — two runs with the same seed give byte-identical
+files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from iso8583.mask import mask_value, scrub_text
+
+__all__ = ["Connection", "Trace", "masked_fields"]
+
+#: Keys holding raw bytes for the pcap; never exported as such.
+_BYTES_KEYS = ("frame", "wire_bytes")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A network connection seen by the trace (one per link), for pcap addressing."""
+
+    id: int
+    name: str
+    opened_at: float
+
+
+def masked_fields(message: Any) -> dict[str, str]:
+    """``{"2": "476173******0010", "4": "000000010000", ...}``: every field, masked for display."""
+    return {str(number): mask_value(number, value) for number, value in message.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return scrub_text(str(value))
+
+
+class Trace:
+    """An ordered list of event dicts; callable as an event sink.
+
+    ``loop``: whose ``time()`` stamps events (default: the running loop at each call).
+    ``wire``: an :class:`iso8583.wire.Wire` used to decode frames for the JSONL export (optional).
+    """
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop | None = None, wire: Any = None,
+                 clock: Callable[[], Any] | None = None) -> None:
+        self.loop = loop
+        self.wire = wire
+        self.clock = clock
+        self.events: list[dict[str, Any]] = []
+        self.connections: list[Connection] = []
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def _now(self) -> float:
+        loop = self.loop
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return 0.0
+        return loop.time()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Record ``event`` (a flat dict with at least ``actor`` and ``kind``), stamping ``t``/``seq``."""
+        record = dict(event)
+        record.setdefault("t", self._now())
+        if self.clock is not None and "at" not in record:
+            record["at"] = self.clock().isoformat(timespec="milliseconds")
+        record["seq"] = len(self.events)
+        self.events.append(record)
+        for listener in self._listeners:
+            listener(record)
+
+    record = __call__
+
+    def sink(self, actor: str, **extra: Any) -> Callable[[dict[str, Any]], None]:
+        """An ``events`` callable that fills in ``actor`` (and any ``extra`` keys) when missing."""
+        def emit(event: dict[str, Any]) -> None:
+            self({"actor": actor, **extra, **event})
+        return emit
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(event)`` for every new event (live logging, e.g. the proxy's stderr log)."""
+        self._listeners.append(listener)
+
+    def open_connection(self, name: str) -> Connection:
+        conn = Connection(len(self.connections), name, self._now())
+        self.connections.append(conn)
+        return conn
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.events)
+
+    def select(self, *, actor: str | None = None, kind: str | None = None,
+               **equal: Any) -> list[dict[str, Any]]:
+        """Events with the given actor/kind and key values."""
+        return [e for e in self.events
+                if (actor is None or e.get("actor") == actor) and (kind is None or e.get("kind") == kind)
+                and all(e.get(k) == v for k, v in equal.items())]
+
+    # -- export ------------------------------------------------------------------------------------
+    def export_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The masked, JSON-ready form of one event."""
+        out: dict[str, Any] = {}
+        for key, value in event.items():
+            if key in _BYTES_KEYS:
+                continue
+            if key == "message" and hasattr(value, "items"):
+                out["mti"] = getattr(value, "mti", None)
+                out["fields"] = masked_fields(value)
+                continue
+            out[key] = _jsonable(value)
+        frame = event.get("frame")
+        if isinstance(frame, (bytes, bytearray)) and "fields" not in out:
+            out["size"] = len(frame)
+            if self.wire is not None and event.get("decode", True):
+                peek = self.wire.peek(bytes(frame))
+                if peek.message is not None:
+                    out.setdefault("mti", peek.message.mti)
+                    out["fields"] = masked_fields(peek.message)
+                else:
+                    out["decode_error"] = scrub_text(peek.error or "")
+        return out
+
+    def jsonl_lines(self, events: Iterable[dict[str, Any]] | None = None) -> list[str]:
+        return [json.dumps(self.export_event(e), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                for e in (self.events if events is None else events)]
+
+    def to_jsonl(self, target: str | Path | IO[str]) -> int:
+        """Write the masked trace as JSON Lines; returns the number of events written."""
+        lines = self.jsonl_lines()
+        text = "".join(line + "\n" for line in lines)
+        if isinstance(target, (str, Path)):
+            Path(target).write_text(text, encoding="utf-8")
+        else:
+            target.write(text)
+        return len(lines)
+
+    def __repr__(self) -> str:
+        return f"<Trace {len(self.events)} events, {len(self.connections)} connections>"

@@ -1,0 +1,591 @@
+"""The terminal's journal: everything it must remember across a power cut, in SQLite.
+
+A real terminal keeps this in battery-backed flash; here it is a SQLite database (a file, or a
+shared-cache in-memory database that a simulated power cut can reopen). Each logical step of a
+transaction is ONE SQLite transaction, so a power cut between any two steps leaves the journal in
+a state recovery understands:
+
+* ``begin_attempt`` allocates the STAN, records the attempt and — in the same transaction — the
+  *reversal record* (``reversal = 'armed'`` plus the request needed to build the 0400) BEFORE the
+  request leaves;
+* ``decide`` records what the cardholder was shown, clears or confirms the reversal, adds the
+  transaction to the batch and stores the receipt text, atomically;
+* ``receipt_printed`` records each receipt that came out of the printer (and when);
+* reversals and advices carry their own state (``pending`` until acknowledged).
+
+The journal is also the oracle's source of truth for what the terminal showed and printed:
+:meth:`Journal.attempts` gives one :class:`AttemptRecord` per attempt.
+
+Track 2, PIN blocks and MACs are never stored; the PAN is stored (a reversal and the batch upload
+need it, as on a real terminal) but every text the journal produces shows it masked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pathlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from iso8583.mask import mask_pan
+from iso8583.message import Message
+
+from .errors import TerminalError
+
+SCHEMA_VERSION = 1
+
+#: Fields never written to the journal: track data, PIN block, security control, MACs.
+_NOT_STORED = frozenset({35, 36, 45, 52, 53, 64, 128})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    schema_version INTEGER NOT NULL,
+    stan INTEGER NOT NULL,          -- last STAN used by a message that is not an attempt
+    stan_seq INTEGER NOT NULL DEFAULT 0,  -- order of that use among all STAN uses
+    batch INTEGER NOT NULL,         -- current (open) batch number
+    keys TEXT,                      -- working keys as received at sign-on (encrypted under the TMK)
+    keys_at REAL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    tid TEXT NOT NULL,
+    kind TEXT NOT NULL,             -- sale, void, refund, preauth, completion, balance
+    mode TEXT NOT NULL,             -- online | offline
+    amount INTEGER NOT NULL,
+    card TEXT NOT NULL,             -- masked PAN
+    entry TEXT NOT NULL,
+    batch INTEGER NOT NULL,
+    original INTEGER,               -- attempt a void / completion / refund refers to
+    created_at REAL NOT NULL,
+    mti TEXT NOT NULL,              -- the attempt's first request: MTI, STAN, field 7, batch
+    stan TEXT NOT NULL,
+    f7 TEXT NOT NULL,
+    req_batch TEXT NOT NULL,
+    stan_seq INTEGER,               -- NULL: the request never left (refused before sending)
+    request TEXT,                   -- the request (JSON, secrets removed): builds reversal / upload
+    outcome TEXT,                   -- approved | declined | failed | NULL (nothing shown yet)
+    rc TEXT,
+    auth_code TEXT,
+    rrn TEXT,
+    detail TEXT,
+    decided_at REAL,
+    in_batch INTEGER NOT NULL DEFAULT 0,
+    settled INTEGER NOT NULL DEFAULT 0,
+    voided INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT,                   -- receipt text to print / reprint
+    reversal TEXT NOT NULL DEFAULT 'none',  -- none|armed|cleared|pending|acked|dropped
+    reversal_reason TEXT,
+    reversal_tries INTEGER NOT NULL DEFAULT 0,
+    reversal_at REAL,
+    advice TEXT NOT NULL DEFAULT 'none',    -- none|pending|acked|rejected|dropped
+    advice_tries INTEGER NOT NULL DEFAULT 0,
+    advice_at REAL
+);
+CREATE INDEX IF NOT EXISTS attempts_reversal ON attempts(id) WHERE reversal IN ('armed', 'pending');
+CREATE INDEX IF NOT EXISTS attempts_advice ON attempts(id) WHERE advice = 'pending';
+CREATE INDEX IF NOT EXISTS attempts_batch ON attempts(batch);
+CREATE TABLE IF NOT EXISTS requests (   -- further requests of an attempt (retransmissions)
+    attempt INTEGER NOT NULL,
+    mti TEXT NOT NULL,
+    stan TEXT NOT NULL,
+    f7 TEXT NOT NULL,               -- transmission date-time (empty in dialects without field 7)
+    batch TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    stan_seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_attempt ON requests(attempt);
+CREATE TABLE IF NOT EXISTS receipts (
+    id INTEGER PRIMARY KEY,
+    attempt INTEGER NOT NULL,
+    copy TEXT NOT NULL,             -- original | reprint | recovery
+    status TEXT NOT NULL,           -- printed | paper_out | jam
+    outcome TEXT,                   -- what the receipt says (approved / declined)
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS receipts_attempt ON receipts(attempt);
+CREATE TABLE IF NOT EXISTS settlements (
+    id INTEGER PRIMARY KEY,
+    batch INTEGER NOT NULL,
+    debit_count INTEGER NOT NULL, debit_amount INTEGER NOT NULL,
+    credit_count INTEGER NOT NULL, credit_amount INTEGER NOT NULL,
+    rc TEXT,
+    uploaded INTEGER NOT NULL DEFAULT 0,
+    closed INTEGER NOT NULL DEFAULT 0,
+    at REAL NOT NULL
+);
+"""
+
+
+def encode_fields(msg: Message) -> str:
+    """A request as JSON for the journal, without track data, PIN block or MAC."""
+    out: dict[str, Any] = {"mti": msg.mti}
+    for number, value in msg.fields.items():
+        if number in _NOT_STORED:
+            continue
+        out[str(number)] = {"$b": value.hex()} if isinstance(value, (bytes, bytearray)) else value
+    return json.dumps(out, separators=(",", ":"))
+
+
+def decode_fields(text: str) -> Message:
+    data = json.loads(text)
+    mti = data.pop("mti")
+    fields = {int(k): (bytes.fromhex(v["$b"]) if isinstance(v, dict) and "$b" in v else v)
+              for k, v in data.items()}
+    return Message(mti, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUse:
+    """One request sent for an attempt: its MTI, STAN, field 7, batch and when it was sent."""
+
+    mti: str
+    stan: str
+    f7: str
+    batch: str
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """What the terminal did, showed and printed for one attempt (docs/CONTRACTS.md §7)."""
+
+    attempt: int
+    tid: str
+    kind: str                      # sale | void | refund | preauth | completion | balance
+    mode: str                      # online | offline (floor-limit approval, sent later as advice)
+    amount: int                    # minor units
+    card: str                      # masked PAN
+    entry: str                     # chip | magstripe | contactless
+    created_at: float              # loop.time() when the attempt started
+    requests: tuple[RequestUse, ...]  # every original request sent, incl. retransmissions
+    outcome: str | None            # approved | declined | failed | None (never shown: power cut)
+    rc: str | None
+    auth_code: str | None
+    rrn: str | None
+    shown_at: float | None         # when the outcome was shown
+    detail: str | None             # why (e.g. "no trustworthy response (timeout)", "interrupted by power loss")
+    receipt_printed: bool
+    receipt_printed_at: float | None
+    receipt_outcome: str | None    # what the first printed receipt says
+    receipts_printed: int          # incl. reprints and recovery prints
+    reversal: str                  # none | armed | cleared | pending | acked | dropped
+    reversal_reason: str | None
+    reversal_tries: int
+    reversal_acked_at: float | None
+    advice: str                    # none | pending | acked | rejected | dropped
+    advice_tries: int
+    advice_acked_at: float | None
+    batch: int
+    in_batch: bool
+    settled: bool
+    voided: bool
+    original: int | None
+
+    @property
+    def stans(self) -> tuple[str, ...]:
+        return tuple(r.stan for r in self.requests)
+
+    @property
+    def keys(self) -> tuple[tuple[str, str, str], ...]:
+        """(tid, stan, f7) of each request, the key the host ledger uses (ISO family)."""
+        return tuple((self.tid, r.stan, r.f7) for r in self.requests)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """A reversal or advice waiting to be sent (or acknowledged)."""
+
+    attempt: int
+    request: Message
+    state: str
+    reason: str | None
+    tries: int
+
+
+_memory_ids = itertools.count(1)
+
+
+class Journal:
+    """The terminal's persistent memory. One instance per open connection; see :meth:`reopen`.
+
+    Hot-path steps are a single SQL statement each (atomic on their own in autocommit mode);
+    multi-statement steps run in one explicit transaction. A single writer is assumed: one
+    terminal owns its journal.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str, uri: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self._uri = uri
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT schema_version, stan, batch, stan_seq FROM meta WHERE id = 1").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta (id, schema_version, stan, batch) VALUES (1, ?, 0, 1)",
+                         (SCHEMA_VERSION,))
+            row = (SCHEMA_VERSION, 0, 1, 0)
+        if row[0] != SCHEMA_VERSION:
+            raise TerminalError(f"journal {path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+        self._batch: int = row[2]
+        # The last STAN used is whichever use came last: a non-attempt message (meta), an attempt's
+        # first request, or a retransmission. ``stan_seq`` orders them.
+        candidates = [(row[3], row[1])]
+        for query in ("SELECT stan_seq, stan FROM attempts WHERE stan_seq IS NOT NULL ORDER BY stan_seq DESC LIMIT 1",
+                      "SELECT stan_seq, stan FROM requests ORDER BY stan_seq DESC LIMIT 1"):
+            found = conn.execute(query).fetchone()
+            if found is not None:
+                candidates.append((found[0], int(found[1]) if str(found[1]).isdigit() else 0))
+        self._seq, self._stan = max(candidates)
+        self._maybe_reversals = True   # cleared when a query finds none, set by any write that adds one
+        self._maybe_advices = True
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | pathlib.Path = ":memory:", *, durable: bool = False) -> Journal:
+        """Open (creating if needed) a journal.
+
+        ``":memory:"`` becomes a private shared-cache in-memory database so that :meth:`reopen`
+        works; a ``file:...`` URI is used as given; anything else is a file path (WAL mode).
+        ``durable=True`` makes every commit survive an OS crash too (synchronous=FULL).
+        """
+        text = str(path)
+        uri = False
+        if text == ":memory:":
+            text = f"file:posfault-journal-{next(_memory_ids)}?mode=memory&cache=shared"
+            uri = True
+        elif text.startswith("file:"):
+            uri = True
+        return cls(cls._connect(text, uri, durable), text, uri)
+
+    @staticmethod
+    def _connect(path: str, uri: bool, durable: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False,
+                               cached_statements=256)
+        if "mode=memory" not in path:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        return conn
+
+    def reopen(self) -> Journal:
+        """What a power cycle does: a fresh connection to the same database, the old one closed.
+
+        Nothing uncommitted survives (there never is anything: every step is one transaction).
+        """
+        conn = self._connect(self.path, self._uri, False)
+        fresh = Journal(conn, self.path, self._uri)
+        self._conn.close()
+        return fresh
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"Journal({self.path!r}, stan={self._stan}, batch={self._batch})"
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- counters and keys -------------------------------------------------------------------
+    @property
+    def stan(self) -> int:
+        """The last STAN used."""
+        return self._stan
+
+    @property
+    def next_stan(self) -> int:
+        return 1 if self._stan >= 999999 else self._stan + 1
+
+    @property
+    def batch(self) -> int:
+        return self._batch
+
+    def _take_stan(self, stan: str) -> int | None:
+        """Advance the in-memory counter for a STAN about to be recorded; returns its sequence."""
+        if not stan.isdigit():
+            return None
+        self._seq += 1
+        self._stan = int(stan)
+        return self._seq
+
+    def use_stan(self, stan: int) -> None:
+        """Record that ``stan`` went out for a message that is not an attempt (sign-on, settlement)."""
+        seq = self._seq + 1
+        self._conn.execute("UPDATE meta SET stan = ?, stan_seq = ? WHERE id = 1", (stan, seq))
+        self._seq, self._stan = seq, stan
+
+    def save_keys(self, keys: str, at: float, batch: int | None = None) -> None:
+        self._conn.execute("UPDATE meta SET keys = ?, keys_at = ?, batch = COALESCE(?, batch) WHERE id = 1",
+                           (keys, at, batch))
+        if batch is not None:
+            self._batch = batch
+
+    def keys(self) -> str | None:
+        row = self._conn.execute("SELECT keys FROM meta WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    # -- attempt steps (each atomic) ------------------------------------------------------------
+    def begin_attempt(self, *, tid: str, kind: str, amount: int, pan: str, entry: str, request: Message,
+                      at: float, arm_reversal: bool, mode: str = "online", original: int | None = None,
+                      advice: bool = False, sent: bool = True) -> int:
+        """Record the attempt, its request and STAN and (if asked) arm its reversal — one statement.
+
+        Must be called before the request leaves; ``sent=False`` records an attempt refused
+        before anything was sent (no STAN is used then).
+        """
+        stan = str(request.get(11, ""))
+        seq = self._take_stan(stan) if sent else None
+        cur = self._conn.execute(
+            "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan,"
+            " f7, req_batch, stan_seq, request, reversal, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (tid, kind, mode, amount, mask_pan(pan) if pan else "", entry, self._batch, original, at, request.mti,
+             stan, str(request.get(7, "")), _batch_of(request, self._batch), seq, encode_fields(request),
+             "armed" if arm_reversal else "none", "pending" if advice else "none"))
+        if advice:
+            self._maybe_advices = True
+        return int(cur.lastrowid or 0)
+
+    def begin_local(self, *, tid: str, kind: str, amount: int, pan: str, entry: str, request: Message, at: float,
+                    mode: str, original: int | None, receipt: str, auth_code: str | None) -> int:
+        """A locally approved attempt (offline sale, store-and-forward refund): the approval, the
+        batch entry, the receipt text and the pending advice — one statement."""
+        stan = str(request.get(11, ""))
+        seq = self._take_stan(stan)
+        cur = self._conn.execute(
+            "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan, f7,"
+            " req_batch, stan_seq, request, outcome, rc, auth_code, decided_at, in_batch, receipt, advice)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'approved',NULL,?,?,1,?,'pending')",
+            (tid, kind, mode, amount, mask_pan(pan), entry, self._batch, original, at, request.mti, stan,
+             str(request.get(7, "")), _batch_of(request, self._batch), seq, encode_fields(request),
+             auth_code, at, receipt))
+        self._maybe_advices = True
+        return int(cur.lastrowid or 0)
+
+    def add_request(self, attempt: int, request: Message, at: float, *, arm_reversal: bool) -> None:
+        """A further request for the same attempt (a retransmission, possibly under a new STAN)."""
+        stan = str(request.get(11, ""))
+        seq = self._take_stan(stan) or 0
+        with self._tx() as c:
+            c.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?)",
+                      (attempt, request.mti, stan, str(request.get(7, "")), _batch_of(request, self._batch), at,
+                       seq))
+            c.execute("UPDATE attempts SET request = ?, reversal = CASE WHEN ? THEN 'armed' ELSE reversal END"
+                      " WHERE id = ?", (encode_fields(request), arm_reversal, attempt))
+
+    def decide(self, attempt: int, *, outcome: str, at: float, rc: str | None = None,
+               auth_code: str | None = None, rrn: str | None = None, detail: str | None = None,
+               in_batch: bool = False, receipt: str | None = None, reversal: str | None = None,
+               reversal_reason: str | None = None, void_original: int | None = None,
+               request: Message | None = None) -> None:
+        """Record what was shown, and atomically what follows from it.
+
+        ``reversal``: new reversal state (``cleared`` when a trustworthy answer came, ``pending``
+        when the terminal must reverse, ``None`` to leave it). ``void_original`` takes a voided
+        transaction out of the batch in the same transaction.
+        """
+        sql = ("UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
+               " in_batch = ?, receipt = ?, reversal = COALESCE(?, reversal),"
+               " reversal_reason = COALESCE(?, reversal_reason), request = COALESCE(?, request) WHERE id = ?")
+        args = (outcome, rc, auth_code, rrn, detail, at, int(in_batch), receipt, reversal, reversal_reason,
+                encode_fields(request) if request is not None else None, attempt)
+        if reversal == "pending":
+            self._maybe_reversals = True
+        if void_original is None:
+            self._conn.execute(sql, args)
+            return
+        with self._tx() as c:
+            c.execute(sql, args)
+            c.execute("UPDATE attempts SET voided = 1, in_batch = 0 WHERE id = ?", (void_original,))
+
+    def set_reversal(self, attempt: int, state: str, *, reason: str | None = None, at: float | None = None,
+                     request: Message | None = None) -> None:
+        """Move a reversal to ``state`` (pending / acked / cleared); ``request`` stores the original
+        when it was not persisted before sending (the faulty profile's late write)."""
+        if state == "pending":
+            self._maybe_reversals = True
+        self._conn.execute(
+            "UPDATE attempts SET reversal = ?, reversal_reason = COALESCE(?, reversal_reason),"
+            " reversal_at = COALESCE(?, reversal_at), request = COALESCE(?, request) WHERE id = ?",
+            (state, reason, at, encode_fields(request) if request is not None else None, attempt))
+
+    def reversal_try(self, attempt: int, at: float) -> int:
+        """Count one transmission of a reversal (before it leaves); returns the try number."""
+        row = self._conn.execute("UPDATE attempts SET reversal_tries = reversal_tries + 1, reversal_at = ?"
+                                 " WHERE id = ? RETURNING reversal_tries", (at, attempt)).fetchone()
+        return int(row[0]) if row else 0
+
+    def advice_try(self, attempt: int, at: float) -> int:
+        row = self._conn.execute("UPDATE attempts SET advice_tries = advice_tries + 1, advice_at = ?"
+                                 " WHERE id = ? RETURNING advice_tries", (at, attempt)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_advice(self, attempt: int, state: str, at: float, *, rc: str | None = None,
+                   rrn: str | None = None) -> None:
+        self._conn.execute("UPDATE attempts SET advice = ?, advice_at = ?, rrn = COALESCE(rrn, ?),"
+                           " in_batch = CASE WHEN ? = 'rejected' THEN 0 ELSE in_batch END WHERE id = ?",
+                           (state, at, rrn, state, attempt))
+
+    def receipt_printed(self, attempt: int, *, copy: str, status: str, outcome: str | None, at: float) -> None:
+        """Record one print (or failed print: ``status`` is the fault) of a receipt for ``attempt``."""
+        self._conn.execute("INSERT INTO receipts (attempt, copy, status, outcome, at) VALUES (?,?,?,?,?)",
+                           (attempt, copy, status, outcome, at))
+
+    def recover_undecided(self, at: float, *, reason: str) -> list[int]:
+        """Power-up: attempts interrupted before their outcome was committed are shown as failed,
+        and an armed reversal becomes pending (the request may have reached the host)."""
+        with self._tx() as c:
+            ids = [r[0] for r in c.execute("SELECT id FROM attempts WHERE outcome IS NULL ORDER BY id")]
+            if ids:
+                c.execute(
+                    "UPDATE attempts SET outcome = 'failed', detail = 'interrupted by power loss', decided_at = ?,"
+                    " reversal_reason = CASE WHEN reversal = 'armed' THEN ? ELSE reversal_reason END,"
+                    " reversal = CASE WHEN reversal = 'armed' THEN 'pending' ELSE reversal END"
+                    " WHERE outcome IS NULL", (at, reason))
+            c.execute("UPDATE attempts SET reversal = 'pending', reversal_reason = COALESCE(reversal_reason, ?)"
+                      " WHERE reversal = 'armed'", (reason,))
+        self._maybe_reversals = True
+        return ids
+
+    # -- queries -------------------------------------------------------------------------------
+    def pending_reversals(self) -> list[PendingMessage]:
+        """Reversals the terminal has decided to send and that are not yet acknowledged."""
+        if not self._maybe_reversals:
+            return []
+        rows = self._conn.execute(
+            "SELECT id, request, reversal, reversal_reason, reversal_tries FROM attempts"
+            " WHERE reversal IN ('armed', 'pending') ORDER BY id").fetchall()
+        out = [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in rows
+               if r[1] and r[2] == "pending"]
+        if not out:
+            self._maybe_reversals = False
+        return out
+
+    def armed_reversals(self) -> list[int]:
+        """Attempts whose request may be on the wire right now (reversal armed, no answer yet)."""
+        return [r[0] for r in self._conn.execute("SELECT id FROM attempts WHERE reversal = 'armed' ORDER BY id")]
+
+    def pending_advices(self) -> list[PendingMessage]:
+        if not self._maybe_advices:
+            return []
+        rows = self._conn.execute(
+            "SELECT id, request, advice, NULL, advice_tries FROM attempts WHERE advice = 'pending' ORDER BY id"
+        ).fetchall()
+        out = [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in rows if r[1]]
+        if not out:
+            self._maybe_advices = False
+        return out
+
+    def unprinted_approvals(self) -> list[tuple[int, str]]:
+        """Approved attempts whose receipt never came out: (attempt, receipt text)."""
+        rows = self._conn.execute(
+            "SELECT id, receipt FROM attempts a WHERE outcome = 'approved' AND receipt IS NOT NULL AND NOT EXISTS"
+            " (SELECT 1 FROM receipts r WHERE r.attempt = a.id AND r.status = 'printed') ORDER BY id").fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def last_receipt(self) -> tuple[int, str, str] | None:
+        """(attempt, receipt text, outcome) of the most recent attempt that has a receipt."""
+        row = self._conn.execute("SELECT id, receipt, outcome FROM attempts WHERE receipt IS NOT NULL"
+                                 " ORDER BY id DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1]), str(row[2])) if row else None
+
+    def request_of(self, attempt: int) -> Message:
+        row = self._conn.execute("SELECT request FROM attempts WHERE id = ?", (attempt,)).fetchone()
+        if row is None or not row[0]:
+            raise TerminalError(f"journal has no request for attempt {attempt}")
+        return decode_fields(row[0])
+
+    def attempt(self, attempt: int) -> AttemptRecord:
+        found = self.attempts(attempt)
+        if not found:
+            raise TerminalError(f"journal has no attempt {attempt}")
+        return found[0]
+
+    def batch_transactions(self, batch: int | None = None) -> list[tuple[int, str, str, int, Message, str]]:
+        """(attempt, kind, mode, amount, request, advice state) of everything in ``batch``'s totals."""
+        rows = self._conn.execute(
+            "SELECT id, kind, mode, amount, request, advice FROM attempts WHERE batch = ? AND in_batch = 1"
+            " AND settled = 0 ORDER BY id", (self._batch if batch is None else batch,)).fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), decode_fields(r[4]), str(r[5])) for r in rows]
+
+    def record_settlement(self, *, batch: int, totals: tuple[int, int, int, int], rc: str | None,
+                          uploaded: bool, closed: bool, at: float) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO settlements (batch, debit_count, debit_amount, credit_count, credit_amount, rc, uploaded,"
+            " closed, at) VALUES (?,?,?,?,?,?,?,?,?)", (batch, *totals, rc, int(uploaded), int(closed), at))
+        return int(cur.lastrowid or 0)
+
+    def close_batch(self, batch: int, *, at: float, drop_advices: bool = False) -> int:
+        """Mark ``batch`` settled and open the next one; returns the new batch number.
+
+        ``drop_advices`` is the ``offline_not_uploaded`` firmware bug: closing the batch also
+        discards advices that never reached the host.
+        """
+        new = batch + 1 if batch < 999999 else 1
+        with self._tx() as c:
+            c.execute("UPDATE attempts SET settled = 1 WHERE batch = ? AND in_batch = 1", (batch,))
+            if drop_advices:
+                c.execute("UPDATE attempts SET advice = 'dropped', advice_at = ? WHERE advice = 'pending'", (at,))
+            c.execute("UPDATE settlements SET closed = 1 WHERE batch = ?", (batch,))
+            c.execute("UPDATE meta SET batch = ? WHERE id = 1", (new,))
+        self._batch = new
+        return new
+
+    def settlements(self) -> list[dict[str, Any]]:
+        cur = self._conn.execute("SELECT * FROM settlements ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def attempts(self, only: int | None = None) -> list[AttemptRecord]:
+        """Every attempt in order (or just ``only``), with the STANs used and receipt facts."""
+        where, args = ("WHERE id = ?", (only,)) if only is not None else ("", ())
+        rows = self._conn.execute(
+            "SELECT id, tid, kind, mode, amount, card, entry, created_at, outcome, rc, auth_code, rrn,"
+            " decided_at, detail, reversal, reversal_reason, reversal_tries, reversal_at, advice,"
+            " advice_tries, advice_at, batch, in_batch, settled, voided, original, mti, stan, f7, req_batch,"
+            " stan_seq FROM attempts " + where + " ORDER BY id", args).fetchall()
+        awhere = "WHERE attempt = ? " if only is not None else ""
+        extra: dict[int, list[RequestUse]] = {}
+        for a, mti, stan, f7, batch, sent in self._conn.execute(
+                "SELECT attempt, mti, stan, f7, batch, sent_at FROM requests " + awhere + "ORDER BY stan_seq", args):
+            extra.setdefault(a, []).append(RequestUse(mti, stan, f7, batch, sent))
+        prints: dict[int, list[Any]] = {}
+        for a, outcome, at in self._conn.execute(
+                "SELECT attempt, outcome, at FROM receipts WHERE status = 'printed' "
+                + ("AND attempt = ? " if only is not None else "") + "ORDER BY id", args):
+            seen = prints.get(a)
+            if seen is None:
+                prints[a] = [at, outcome, 1]
+            else:
+                seen[2] += 1
+        out = []
+        for r in rows:
+            first = (RequestUse(r[26], r[27], r[28], r[29], r[7]),) if r[30] is not None else ()
+            printed_at, receipt_outcome, count = prints.get(r[0], (None, None, 0))
+            out.append(AttemptRecord(
+                attempt=r[0], tid=r[1], kind=r[2], mode=r[3], amount=r[4], card=r[5], entry=r[6],
+                created_at=r[7], requests=first + tuple(extra.get(r[0], ())), outcome=r[8], rc=r[9],
+                auth_code=r[10], rrn=r[11], shown_at=r[12], detail=r[13], receipt_printed=printed_at is not None,
+                receipt_printed_at=printed_at, receipt_outcome=receipt_outcome, receipts_printed=count,
+                reversal=r[14], reversal_reason=r[15], reversal_tries=r[16],
+                reversal_acked_at=r[17] if r[14] == "acked" else None, advice=r[18], advice_tries=r[19],
+                advice_acked_at=r[20] if r[18] == "acked" else None, batch=r[21], in_batch=bool(r[22]),
+                settled=bool(r[23]), voided=bool(r[24]), original=r[25]))
+        return out
+
+
+def _batch_of(request: Message, default: int) -> str:
+    f60 = request.get(60)
+    if isinstance(f60, dict):
+        return str(f60.get("60.2", ""))
+    return f"{default:06d}"

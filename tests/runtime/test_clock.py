@@ -1,0 +1,99 @@
+"""Virtual time: the simulation's foundation. A 60 s timeout must cost microseconds and be exact."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+import pytest
+
+from posfault.clock import DEFAULT_EPOCH, SimulationDeadlock, VirtualEventLoop, clock_for, run_virtual
+
+
+def test_sixty_second_timeout_costs_no_wall_time() -> None:
+    async def main(env):
+        started = env.now()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(60):
+                await asyncio.Event().wait()
+        return env.now() - started
+
+    wall = time.perf_counter()
+    assert run_virtual(main) == 60.0
+    assert time.perf_counter() - wall < 0.5
+
+
+def test_business_clock_follows_virtual_time() -> None:
+    async def main(env):
+        before = env.clock()
+        await asyncio.sleep(3600)
+        return before, env.clock()
+
+    before, after = run_virtual(main)
+    assert before == DEFAULT_EPOCH
+    assert after - before == dt.timedelta(hours=1)
+
+
+def test_timers_fire_in_time_order_at_exact_instants() -> None:
+    async def main(env):
+        seen: list[tuple[str, float]] = []
+
+        async def sleeper(name: str, delay: float) -> None:
+            await asyncio.sleep(delay)
+            seen.append((name, env.now()))
+
+        await asyncio.gather(sleeper("c", 30), sleeper("a", 0.5), sleeper("b", 7.25))
+        return seen
+
+    assert run_virtual(main) == [("a", 0.5), ("b", 7.25), ("c", 30.0)]
+
+
+def test_same_seed_same_interleaving() -> None:
+    async def main(env):
+        log: list[tuple[int, float]] = []
+
+        async def worker(i: int) -> None:
+            for _ in range(20):
+                await asyncio.sleep(env.rng.random())
+                log.append((i, round(env.now(), 9)))
+
+        await asyncio.gather(*(worker(i) for i in range(5)))
+        return log
+
+    assert run_virtual(main, seed=42) == run_virtual(main, seed=42)
+    assert run_virtual(main, seed=42) != run_virtual(main, seed=43)
+
+
+def test_deadlock_is_reported_with_the_waiting_task() -> None:
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        await asyncio.create_task(stuck(), name="waits-forever")
+
+    with pytest.raises(SimulationDeadlock, match="waits-forever"):
+        run_virtual(main())
+
+
+def test_manual_advance_and_clock_for() -> None:
+    loop = VirtualEventLoop()
+    try:
+        fired: list[float] = []
+        loop.call_later(10, lambda: fired.append(loop.time()))
+        loop.advance(10)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert fired == [10.0]
+        clock = clock_for(loop)
+        assert clock() == DEFAULT_EPOCH + dt.timedelta(seconds=10)
+        with pytest.raises(ValueError):
+            loop.advance(-1)
+    finally:
+        loop.close()
+
+
+def test_clock_for_real_loop_is_wall_clock() -> None:
+    async def main():
+        return clock_for()
+
+    assert asyncio.run(main()) == dt.datetime.now

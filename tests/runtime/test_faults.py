@@ -1,0 +1,295 @@
+"""Each fault action, on the in-memory pipe (virtual time) and on a live loopback TCP proxy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from iso8583.channels import ChannelReset
+from posfault import faults
+from posfault.trace import Trace
+
+from .harness import LINKS, SCALE, msg, recv_all, run_on, unpack
+
+pytestmark = pytest.mark.network
+
+KINDS = sorted(LINKS)
+
+
+def stans(frames: list[bytes]) -> list[str]:
+    return [unpack(f)[11] for f in frames]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_drop_nth_matching_response(kind: str) -> None:
+    plan = faults.FaultPlan([faults.drop(direction="to_terminal", mti="0210", nth=2)])
+
+    async def main():
+        async with LINKS[kind](plan) as (term, host, _):
+            for i in (1, 2, 3):
+                await host.send(msg("0210", i))
+            await host.send(msg("0810", 4))
+            return stans(await recv_all(term, SCALE[kind] / 2))
+
+    assert run_on(kind, main) == ["000001", "000003", "000004"]
+    assert plan.stats()[0] == {"rule": "drop", "matched": 3, "fired": 1}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_delay_lets_later_messages_overtake(kind: str) -> None:
+    d = SCALE[kind]
+    plan = faults.FaultPlan([faults.delay(d, direction="to_host", nth=1)])
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with LINKS[kind](plan) as (term, host, _):
+            start = loop.time()
+            await term.send(msg("0200", 1))
+            await term.send(msg("0200", 2))
+            second = await host.recv(timeout=5 * d)
+            first = await host.recv(timeout=5 * d)
+            return stans([second, first]), loop.time() - start
+
+    order, elapsed = run_on(kind, main)
+    assert order == ["000002", "000001"]
+    if kind == "memory":
+        assert elapsed == d  # exact on the virtual clock
+    else:
+        assert d * 0.9 <= elapsed < d * 5
+
+
+def test_delay_jitter_is_seeded_and_bounded() -> None:
+    def arrival_times(seed: int) -> list[float]:
+        plan = faults.FaultPlan([faults.delay(10, jitter=3, direction="to_host")], seed=seed)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            async with LINKS["memory"](plan) as (term, host, _):
+                for i in range(5):
+                    await term.send(msg("0200", i))
+                return sorted([(await host.recv(timeout=60), loop.time())[1] for _ in range(5)])
+        return run_on("memory", main)
+
+    a, b = arrival_times(5), arrival_times(5)
+    assert a == b
+    assert all(7 <= t <= 13 for t in a) and len(set(a)) > 1
+    assert arrival_times(6) != a
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_duplicate(kind: str) -> None:
+    plan = faults.FaultPlan([faults.duplicate(2, direction="to_host", mti="0200")])
+
+    async def main():
+        async with LINKS[kind](plan) as (term, host, _):
+            await term.send(msg("0200", 7))
+            await term.send(msg("0800", 8))
+            return stans(await recv_all(host, SCALE[kind] / 2))
+
+    assert run_on(kind, main) == ["000007", "000007", "000007", "000008"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_corrupt_flips_exactly_n_bits(kind: str) -> None:
+    plan = faults.FaultPlan([faults.corrupt(bits=3, direction="to_host")], seed=3)
+    sent = msg("0200", 1, f4="000000010000")
+
+    async def main():
+        async with LINKS[kind](plan) as (term, host, _):
+            await term.send(sent)
+            return await host.recv(timeout=5)
+
+    got = run_on(kind, main)
+    assert len(got) == len(sent)
+    assert sum(bin(a ^ b).count("1") for a, b in zip(got, sent)) == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_corrupt_a_chosen_field(kind: str) -> None:
+    plan = faults.FaultPlan([
+        faults.corrupt(field=4, direction="to_host", nth=1),
+        faults.corrupt(field=39, value="96", direction="to_terminal"),
+    ], seed=1)
+
+    async def main():
+        async with LINKS[kind](plan) as (term, host, _):
+            await term.send(msg("0200", 1, f4="000000010000"))
+            request = unpack(await host.recv(timeout=5))
+            await host.send(msg("0210", 1, f39="00"))
+            response = unpack(await term.recv(timeout=5))
+            return request, response
+
+    request, response = run_on(kind, main)
+    assert request[4] != "000000010000" and len(request[4]) == 12 and request[4].isdigit()
+    assert request[11] == "000001"
+    assert response[39] == "96"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_truncate_with_adjusted_length_gives_short_frame(kind: str) -> None:
+    plan = faults.FaultPlan([faults.truncate(keep=6, direction="to_host", nth=1)])
+
+    async def main():
+        async with LINKS[kind](plan) as (term, host, _):
+            await term.send(msg("0200", 1))
+            await term.send(msg("0200", 2))
+            return await host.recv(timeout=5), await host.recv(timeout=5)
+
+    short, whole = run_on(kind, main)
+    assert short == msg("0200", 1)[:6]
+    assert whole == msg("0200", 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_truncate_keeping_header_desynchronises_stream(kind: str) -> None:
+    plan = faults.FaultPlan([faults.truncate(keep=4, adjust_length=False, direction="to_host", nth=1)])
+    first, second = msg("0200", 1), msg("0200", 2)
+
+    async def main():
+        async with LINKS[kind](plan) as (term, host, _):
+            await term.send(first)
+            await term.send(second)
+            return await host.recv(timeout=5)
+
+    got = run_on(kind, main)
+    # the header still announces len(first): the host reads the 4 bytes sent plus the next message
+    assert got == (first[:4] + len(second).to_bytes(2, "big") + second)[:len(first)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fragment_across_writes_is_reassembled(kind: str) -> None:
+    gap = SCALE[kind] / 10
+    plan = faults.FaultPlan([faults.fragment(4, gap=gap, direction="to_host", nth=1)])
+    trace = Trace()
+
+    async def main():
+        async with LINKS[kind](plan, trace) as (term, host, _):
+            await term.send(msg("0200", 1))
+            await term.send(msg("0200", 2))
+            return [await host.recv(timeout=5), await host.recv(timeout=5)]
+
+    assert run_on(kind, main) == [msg("0200", 1), msg("0200", 2)]  # order kept: stream intact
+    pieces = [e for e in trace.select(kind="deliver") if e.get("raw")]
+    assert len(pieces) == 4
+    assert b"".join(e["wire_bytes"] for e in pieces) == len(msg("0200", 1)).to_bytes(2, "big") + msg("0200", 1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reset_aborts_both_sides(kind: str) -> None:
+    plan = faults.FaultPlan([faults.reset(direction="to_terminal", mti="0210")])
+    trace = Trace()
+
+    async def main():
+        async with LINKS[kind](plan, trace) as (term, host, _link):
+            await term.send(msg("0200", 1))
+            await host.recv(timeout=5)
+            await host.send(msg("0210", 1))
+            with pytest.raises(ChannelReset):
+                await term.recv(timeout=5)
+            with pytest.raises(ChannelReset):
+                await host.recv(timeout=5)
+
+    run_on(kind, main)
+    assert trace.select(kind="reset")[0]["detail"] == "fault rule"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_blackhole_swallows_both_directions_for_a_period(kind: str) -> None:
+    period = SCALE[kind]
+    plan = faults.FaultPlan([faults.blackhole(period, direction="to_host", mti="0200", nth=1)])
+
+    async def main():
+        async with LINKS[kind](plan) as (term, host, _):
+            await term.send(msg("0200", 1))           # starts the black-hole, lost
+            await term.send(msg("0800", 2))           # lost
+            await host.send(msg("0810", 3))           # lost the other way too
+            quiet = await recv_all(host, period / 4) + await recv_all(term, period / 4)
+            await asyncio.sleep(period)
+            await term.send(msg("0200", 4))           # after the period: delivered
+            return quiet, stans([await host.recv(timeout=5)])
+
+    quiet, after = run_on(kind, main)
+    assert quiet == [] and after == ["000004"]
+
+
+def test_probability_is_seeded_and_roughly_right() -> None:
+    def fired(seed: int) -> list[str]:
+        plan = faults.FaultPlan([faults.drop(direction="to_host", probability=0.3)], seed=seed)
+
+        async def main():
+            async with LINKS["memory"](plan) as (term, host, _):
+                for i in range(200):
+                    await term.send(msg("0200", i))
+                return stans(await recv_all(host, 1))
+        return run_on("memory", main)
+
+    a = fired(11)
+    assert a == fired(11)
+    assert a != fired(12)
+    assert 100 < len(a) < 180  # ~140 expected
+
+
+def test_field_match_subfield_lists_and_time_window() -> None:
+    plan = faults.FaultPlan([
+        faults.drop(direction="to_host", fields={41: ["10000002", "10000003"]}),
+        faults.drop(direction="to_host", mti="08?0", after=5, before=10),
+    ])
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with LINKS["memory"](plan) as (term, host, _):
+            await term.send(msg("0200", 1, tid="10000001"))
+            await term.send(msg("0200", 2, tid="10000002"))
+            await term.send(msg("0800", 3))          # t=0: before the window
+            await asyncio.sleep(6)
+            await term.send(msg("0800", 4))          # t=6: inside, dropped
+            await asyncio.sleep(6)
+            await term.send(msg("0800", 5))          # t=12: after
+            assert loop.time() == 12
+            return stans(await recv_all(host, 1))
+
+    assert run_on("memory", main) == ["000001", "000003", "000005"]
+
+
+def test_undecodable_frames_skip_field_rules_but_byte_rules_apply() -> None:
+    plan = faults.FaultPlan([faults.drop(direction="to_host", mti="0200"),
+                             faults.duplicate(direction="to_host")])
+
+    async def main():
+        async with LINKS["memory"](plan) as (term, host, _):
+            await term.send(b"\xff\xfegarbage")
+            return await recv_all(host, 1)
+
+    assert run_on("memory", main) == [b"\xff\xfegarbage"] * 2
+
+
+def test_limit_caps_firing() -> None:
+    plan = faults.FaultPlan([faults.drop(direction="to_host", limit=2)])
+
+    async def main():
+        async with LINKS["memory"](plan) as (term, host, _):
+            for i in range(4):
+                await term.send(msg("0200", i))
+            return stans(await recv_all(host, 1))
+
+    assert run_on("memory", main) == ["000002", "000003"]
+
+
+def test_delayed_response_to_closed_terminal_is_undeliverable() -> None:
+    plan = faults.FaultPlan([faults.delay(70, direction="to_terminal", mti="0210")])
+    trace = Trace()
+
+    async def main():
+        async with LINKS["memory"](plan, trace) as (term, host, _link):
+            await term.send(msg("0200", 1))
+            await host.recv()
+            await host.send(msg("0210", 1))
+            with pytest.raises(TimeoutError):
+                await term.recv(timeout=60)      # the terminal gives up at 60 s and hangs up
+            await term.close()
+            await asyncio.sleep(20)
+
+    run_on("memory", main)
+    lost = trace.select(kind="undeliverable")
+    assert len(lost) == 1 and lost[0]["direction"] == "to_terminal"

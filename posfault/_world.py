@@ -116,9 +116,9 @@ class World:
 
     async def crash_host(self) -> None:
         self.host.crash()
-        for link in list(self.sim._links):
+        for _term_end, host_end, _link in list(self.sim._links):
             with contextlib.suppress(Exception):
-                await link[3].reset()
+                await host_end.reset()
         await asyncio.sleep(0)
 
     def restart_host(self) -> None:
@@ -144,9 +144,9 @@ class World:
 
     async def power_cycle_terminal(self, off_for: float) -> None:
         self.pending_power_off = None
-        for link in list(self.sim._links):
+        for term_end, _host_end, _link in list(self.sim._links):
             with contextlib.suppress(Exception):
-                await link[0].close()
+                await term_end.close()
         self.sim.emit({"actor": "terminal", "kind": "power_off"})
         await asyncio.sleep(off_for)
         self.journal = self.journal.reopen()

@@ -75,8 +75,7 @@ def _fault(rng: random.Random, config: CampaignConfig) -> dict[str, Any]:
     if action == "delay":
         # Around the terminal's 60 s response timeout is where late answers do harm.
         out["seconds"] = rng.choice([2.0, 30.0, 65.0, 75.0, 90.0, 150.0])
-    if rng.random() < 0.15:
-        out["count"] = rng.choice([2, 5])   # how many times the rule fires (default once)
+    out["limit"] = 1 if rng.random() >= 0.15 else rng.choice([2, 5])   # how many times the rule may fire
     return out
 
 
@@ -276,8 +275,8 @@ def _candidates(s: Scenario) -> Iterator[Scenario]:
         simpler: list[dict[str, Any]] = []
         if f.get("nth", 1) > 1:
             simpler.append({**f, "nth": f["nth"] - 1})
-        if "count" in f:
-            simpler.append({k: v for k, v in f.items() if k != "count"})
+        if f.get("limit", 1) > 1:
+            simpler.append({**f, "limit": 1})
         if f["action"] != "drop":
             simpler.append({k: v for k, v in f.items() if k not in ("seconds", "jitter")} | {"action": "drop"})
         for g in simpler:
@@ -332,7 +331,8 @@ def fault_rules(directions: Sequence[str] = ("to_host", "to_terminal")) -> Any:
         direction = draw(st.sampled_from(list(directions)))
         action = draw(st.sampled_from(["drop", "delay", "duplicate", "corrupt", "reset"]))
         out: dict[str, Any] = {"action": action, "direction": direction,
-                               "mti": draw(st.sampled_from(mtis[direction])), "nth": draw(st.integers(1, 3))}
+                               "mti": draw(st.sampled_from(mtis[direction])), "nth": draw(st.integers(1, 3)),
+                               "limit": 1}
         if action == "delay":
             out["seconds"] = draw(st.sampled_from([2.0, 30.0, 75.0, 150.0]))
         return out

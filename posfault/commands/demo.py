@@ -70,7 +70,7 @@ def run_case(case: DemoCase, profile: str, args: argparse.Namespace) -> tuple[An
         verdict = sim.verdict()
         if not args.no_timeline:
             # The start-of-day sign-on is in the reports; on screen, start with the purchase.
-            shown = [ev for ev in sim.trace if ev.get("mti") not in ("0800", "0810")
+            shown = [ev for ev in sim.events() if ev.get("mti") not in ("0800", "0810")
                      and ev.get("kind") not in ("sign_on", "signed_on")]
             print(render_text(shown, limit=60))
             print()

@@ -14,7 +14,7 @@ Times are seconds of simulated time (``loop.time()`` of the run); ``None`` means
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,9 +277,17 @@ class Oracle:
     fault on the wire — e.g. a double charge from a careless host — still names its cause.
     """
 
-    def __init__(self, trace: Sequence[Mapping[str, Any]] = (), context: Mapping[str, Any] | None = None):
-        self.trace = list(trace)
+    def __init__(self, trace: Iterable[Mapping[str, Any]] = (), context: Mapping[str, Any] | None = None):
+        self._source = trace
+        self._trace: list[Mapping[str, Any]] | None = None
         self.context = dict(context or {})
+
+    @property
+    def trace(self) -> list[Mapping[str, Any]]:
+        """Read only when an anomaly needs evidence: a clean run never pays for it."""
+        if self._trace is None:
+            self._trace = list(self._source)
+        return self._trace
 
     def judge(self, attempts: Iterable[AttemptRecord], ledger: Iterable[LedgerRecord],
               ended_at: float, conservation: str | None = None) -> Verdict:

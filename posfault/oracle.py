@@ -44,7 +44,8 @@ NET_FAULT_KINDS = frozenset({
     "black_hole", "black-hole",
 })
 #: Event kinds that are faults whoever reports them (power, crashes, printer trouble).
-ANY_FAULT_KINDS = frozenset({"power_cut", "power-cut", "crash", "host_crash", "paper_out", "printer_fault"})
+ANY_FAULT_KINDS = frozenset({"power_cut", "power-cut", "crash", "host_crash", "paper_out", "printer_fault",
+                             "print_failed"})
 NET_ACTORS = frozenset({"net", "network", "link", "proxy", "fault"})
 
 
@@ -297,11 +298,15 @@ class Oracle:
             by_key.setdefault((rec.tid, rec.stan), []).append(rec)
         truths: list[Truth] = []
         anomalies: list[Anomaly] = []
+        since = 0.0
         for att in attempts:
             linked = [r for stan in dict.fromkeys(att.stans) for r in by_key.get((att.tid, stan), [])]
             truth = self._truth(att, linked, ended_at)
             truths.append(truth)
-            anomalies.extend(self._anomalies(att, truth, linked))
+            anomalies.extend(self._anomalies(att, truth, linked, since))
+            # Faults with no message of their own (power, crash, paper) between two attempts belong to
+            # the next one: a host that crashed while the shop was idle fails the next purchase.
+            since = max(since, att.shown_at if att.shown_at is not None else (att.started_at or since))
         return Verdict(truths, anomalies, ended_at=ended_at, conservation=conservation, context=self.context)
 
     # per-attempt truth -------------------------------------------------------------------------
@@ -356,7 +361,8 @@ class Oracle:
         return total, worst
 
     # anomalies ---------------------------------------------------------------------------------
-    def _anomalies(self, att: AttemptRecord, t: Truth, linked: list[LedgerRecord]) -> list[Anomaly]:
+    def _anomalies(self, att: AttemptRecord, t: Truth, linked: list[LedgerRecord],
+                   since: float = 0.0) -> list[Anomaly]:
         if att.sign <= 0:
             return []
         found: list[tuple[str, str]] = []
@@ -384,7 +390,7 @@ class Oracle:
         if charged and uncredited > 0:
             found.append((NOT_CREDITED, f"cardholder paid {money(t.cardholder_debit)}, merchant credited "
                                         f"{money(t.merchant_credit)} after settlement and payouts"))
-        return [Anomaly(kind, att.attempt, detail, self._evidence(att), self._cause(att, kind))
+        return [Anomaly(kind, att.attempt, detail, self._evidence(att, since), self._cause(att, kind, since))
                 for kind, detail in found]
 
     def _related(self, att: AttemptRecord, ev: Mapping[str, Any]) -> bool:
@@ -396,24 +402,24 @@ class Oracle:
             return tid is None or str(tid) == att.tid
         return False
 
-    def _evidence(self, att: AttemptRecord, limit: int = 40) -> tuple[str, ...]:
+    def _evidence(self, att: AttemptRecord, since: float, limit: int = 40) -> tuple[str, ...]:
         lines = [format_event(ev) for ev in self.trace if self._related(att, ev) or (
-            is_fault_event(ev) and self._in_window(att, ev))]
+            is_fault_event(ev) and self._in_window(att, ev, since))]
         if len(lines) > limit:
             lines = [*lines[: limit - 1], f"... {len(lines) - limit + 1} more trace lines"]
         return tuple(lines)
 
-    def _in_window(self, att: AttemptRecord, ev: Mapping[str, Any]) -> bool:
-        """A fault with no STAN of its own (power cut, host crash) belongs to the attempt in flight."""
+    def _in_window(self, att: AttemptRecord, ev: Mapping[str, Any], since: float) -> bool:
+        """A fault with no STAN of its own (power cut, host crash, paper out) belongs to the attempt in
+        flight, or to the next one when it happened between two attempts."""
         if ev.get("stan") is not None or ev.get("attempt") is not None:
             return False
-        start = att.started_at if att.started_at is not None else 0.0
         stop = att.shown_at if att.shown_at is not None else float("inf")
-        return start <= event_time(ev) <= stop + 1e-9
+        return since <= event_time(ev) <= stop + 1e-9
 
-    def _cause(self, att: AttemptRecord, kind: str) -> str:
+    def _cause(self, att: AttemptRecord, kind: str, since: float) -> str:
         faults = [ev for ev in self.trace if is_fault_event(ev) and (
-            self._related(att, ev) or self._in_window(att, ev))]
+            self._related(att, ev) or self._in_window(att, ev, since))]
         parts = []
         for ev in faults[:4]:
             what = str(ev.get("fault") or ev.get("kind"))

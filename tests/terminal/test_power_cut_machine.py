@@ -42,10 +42,12 @@ CUTS = [None, None, *STEPS, *RECOVERY_STEPS]
 
 
 class TerminalMachine(RuleBasedStateMachine):
+    family = "iso87"
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = new_virtual_loop()
-        self.link = FakeLink()
+        self.link = FakeLink(self.family)
         self.fault: Any = None
         self.faulted = False
         self.host = FakeHost(self.link, fault=self._fault)
@@ -183,5 +185,13 @@ class TerminalMachine(RuleBasedStateMachine):
         assert len(used) == len(set(used)), "a STAN was used twice"
 
 
+class UnionPayTerminalMachine(TerminalMachine):
+    """The same properties with UnionPay keys (batch instead of field 7) and field 60/61 references."""
+
+    family = "unionpay"
+
+
 TerminalMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=25, deadline=None)
+UnionPayTerminalMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=20, deadline=None)
 TestTerminalMachine = TerminalMachine.TestCase
+TestUnionPayTerminalMachine = UnionPayTerminalMachine.TestCase

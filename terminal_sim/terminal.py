@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from iso8583 import tlv
 from iso8583.mask import scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
@@ -71,6 +72,7 @@ StepHook = Callable[[str, int], Any]
 STEPS = ("before-send", "after-send", "after-response", "before-print", "after-print")
 RECOVERY_STEPS = ("reversal-sent", "advice-sent")
 
+_EMV_CACHE: dict[bytes, dict[str, bytes]] = {}
 _KIND_TO_TXN = {"sale": TxnType.SALE, "void": TxnType.VOID, "refund": TxnType.REFUND,
                 "preauth": TxnType.PREAUTH, "completion": TxnType.COMPLETION, "balance": TxnType.BALANCE}
 _REASONS = {"timeout": REVERSAL_REASON_TIMEOUT, "closed": REVERSAL_REASON_TIMEOUT,
@@ -270,10 +272,24 @@ class Terminal:
             fields[35] = card.track2
         else:
             fields[23] = card.card_seq
-            fields[55] = card.emv
+            fields[55] = self._icc_data(card, amount)
         if pin:
             fields[52] = self.link.pin_block(pin, card.pan, self._keys)
         return fields
+
+    def _icc_data(self, card: Card, amount: int) -> bytes:
+        """Field 55 for this transaction: the card's EMV data with the terminal-supplied tags of
+        *this* transaction — amount (9F02), date (9A), unpredictable number (9F37)."""
+        template = _EMV_CACHE.get(card.emv)
+        if template is None:
+            template = _EMV_CACHE.setdefault(card.emv, tlv.to_dict(card.emv))
+        if "9F02" not in template:
+            return card.emv
+        values = dict(template)
+        values["9F02"] = bytes.fromhex(f"{amount:012d}")
+        values["9A"] = bytes.fromhex(self.clock().strftime("%y%m%d"))
+        values["9F37"] = self.rng.getrandbits(32).to_bytes(4, "big")
+        return tlv.from_dict(values)
 
     def _pin_for(self, card: Card, amount: int, pin: str | None) -> str | None:
         """The PIN the cardholder enters: ``pin`` if given ("" = none), else the card's own PIN when

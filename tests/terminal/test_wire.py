@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from iso8583 import tlv
 from iso8583.channels import tcp
 from iso8583.channels.memory import pipe
 from iso8583.message import Message
@@ -66,7 +67,9 @@ def test_chip_and_contactless_send_field_55(dialect: str) -> None:
         ctls = await term.sale(500, card=CARDS["ctls-ok"])
         assert chip.approved and ctls.approved
         chip_req, ctls_req = responder.requests[-2], responder.requests[-1]
-        assert chip_req[55] == CARDS["chip-ok"].emv and chip_req[22].startswith("05")
+        icc = tlv.to_dict(chip_req[55])
+        assert chip_req[22].startswith("05") and icc["9F02"] == bytes.fromhex("000000000500")
+        assert icc["9F26"] == tlv.to_dict(CARDS["chip-ok"].emv)["9F26"] and icc["9A"] == bytes.fromhex("260302")
         assert ctls_req[22].startswith("07") and 52 not in ctls_req  # below the CVM limit: no PIN
 
     run_virtual(main())

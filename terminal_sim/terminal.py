@@ -72,7 +72,8 @@ StepHook = Callable[[str, int], Any]
 STEPS = ("before-send", "after-send", "after-response", "before-print", "after-print")
 RECOVERY_STEPS = ("reversal-sent", "advice-sent")
 
-_EMV_CACHE: dict[bytes, dict[str, bytes]] = {}
+_EMV_SLOTS: dict[bytes, dict[str, tuple[int, int]]] = {}
+_EMV_TERMINAL_TAGS = {"9F02": 6, "9A": 3, "9F37": 4}
 _KIND_TO_TXN = {"sale": TxnType.SALE, "void": TxnType.VOID, "refund": TxnType.REFUND,
                 "preauth": TxnType.PREAUTH, "completion": TxnType.COMPLETION, "balance": TxnType.BALANCE}
 _REASONS = {"timeout": REVERSAL_REASON_TIMEOUT, "closed": REVERSAL_REASON_TIMEOUT,
@@ -279,17 +280,19 @@ class Terminal:
 
     def _icc_data(self, card: Card, amount: int) -> bytes:
         """Field 55 for this transaction: the card's EMV data with the terminal-supplied tags of
-        *this* transaction — amount (9F02), date (9A), unpredictable number (9F37)."""
-        template = _EMV_CACHE.get(card.emv)
-        if template is None:
-            template = _EMV_CACHE.setdefault(card.emv, tlv.to_dict(card.emv))
-        if "9F02" not in template:
+        *this* transaction — amount (9F02), date (9A), unpredictable number (9F37) — patched in
+        place (their lengths are fixed), so the hot path does no TLV re-encoding."""
+        slots = _EMV_SLOTS.get(card.emv)
+        if slots is None:
+            slots = _EMV_SLOTS.setdefault(card.emv, _emv_slots(card.emv))
+        if not slots:
             return card.emv
-        values = dict(template)
-        values["9F02"] = bytes.fromhex(f"{amount:012d}")
-        values["9A"] = bytes.fromhex(self.clock().strftime("%y%m%d"))
-        values["9F37"] = self.rng.getrandbits(32).to_bytes(4, "big")
-        return tlv.from_dict(values)
+        data = bytearray(card.emv)
+        values = {"9F02": bytes.fromhex(f"{amount:012d}"), "9A": bytes.fromhex(self.clock().strftime("%y%m%d")),
+                  "9F37": self.rng.getrandbits(32).to_bytes(4, "big")}
+        for tag, (begin, size) in slots.items():
+            data[begin:begin + size] = values[tag]
+        return bytes(data)
 
     def _pin_for(self, card: Card, amount: int, pin: str | None) -> str | None:
         """The PIN the cardholder enters: ``pin`` if given ("" = none), else the card's own PIN when
@@ -769,6 +772,18 @@ class Terminal:
             return False
         attempt, text, outcome = last
         return await self._print(attempt, text + "\n*** REPRINT ***", outcome, copy="reprint", steps=False)
+
+
+def _emv_slots(emv: bytes) -> dict[str, tuple[int, int]]:
+    """Where the values of the terminal-supplied EMV tags sit in a card's TLV data (offset, size)."""
+    items = tlv.decode(emv)
+    ends = [item.offset for item in items[1:]] + [len(emv)]
+    slots = {}
+    for item, end in zip(items, ends):
+        size = _EMV_TERMINAL_TAGS.get(item.tag)
+        if size is not None and len(item.value) == size and item.offset is not None:
+            slots[item.tag] = (end - size, size)
+    return slots
 
 
 def _message(mti: str, fields: dict[int, Any]) -> Message:

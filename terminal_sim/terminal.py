@@ -47,8 +47,6 @@ from iso8583.transactions import (
     format_amount,
     format_stan,
     is_approved,
-    local_date,
-    local_time,
     make_reversal,
     matches,
     original_reference,
@@ -252,13 +250,17 @@ class Terminal:
 
     def _stamp_times(self, fields: dict[int, Any]) -> None:
         now = self.clock()
-        if self.family == "iso87":
-            fields[7] = transmission_time(now)
         if self._f12_size == 12:   # ISO 8583:1993: field 12 is YYMMDDhhmmss, field 13 is not a date
-            fields[12] = now.strftime("%y%m%d%H%M%S")
-        else:
-            fields[12] = local_time(now)
-            fields[13] = local_date(now)
+            stamp = now.strftime("%y%m%d%H%M%S")
+            fields[12] = stamp
+            if self.family == "iso87":
+                fields[7] = stamp[2:]
+            return
+        stamp = now.strftime("%m%d%H%M%S")   # one strftime: fields 7 (MMDDhhmmss), 12 (hhmmss), 13 (MMDD)
+        if self.family == "iso87":
+            fields[7] = stamp
+        fields[12] = stamp[4:]
+        fields[13] = stamp[:4]
 
     def _filter(self, fields: dict[int, Any]) -> dict[int, Any]:
         supports = self.link.supports

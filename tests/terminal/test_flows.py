@@ -206,3 +206,26 @@ def test_journal_survives_reopen_with_counters() -> None:
         assert int(r.stan) == stan + 1
 
     run_virtual(main())
+
+
+def test_file_journal_survives_reopen_and_keeps_every_step(tmp_path) -> None:
+    host = FakeHost(FakeLink(), fault=lambda m, n: "drop" if m.mti == "0200" else None)
+
+    async def main() -> None:
+        path = tmp_path / "term.db"
+        journal = Journal.open(path, durable=True)
+        term = make_terminal(host, journal, reversal_max_tries=1)
+        host_down = {"on": True}
+        host.fault = lambda m, n: "drop" if host_down["on"] and m.mti != "0800" else None
+        await term.sale(4200, card=CARDS["chip-ok"])
+        journal.close()                                # the process dies
+        again = Journal.open(path)
+        (rec,) = again.attempts()
+        assert rec.reversal == "pending" and rec.reversal_reason == "98" and rec.stans == ("000002",)
+        assert again.stan == 2 and again.next_stan == 3
+        host_down["on"] = False
+        term2 = make_terminal(host, again)
+        await term2.power_up()
+        assert again.attempts()[0].reversal == "acked"
+
+    run_virtual(main())

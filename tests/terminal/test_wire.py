@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -138,6 +139,12 @@ def test_cli_sale_over_tcp(tmp_path: Path) -> None:
     assert "6217000000000014" not in out and "621700******0014" in out
     assert [m.mti for m in responder.requests] == ["0800", "0200"]
     assert responder.mac_checks == [True] and responder.pins == ["1234"]
+    listing = subprocess.run(
+        [sys.executable, "-m", "posfault", "terminal", "journal", "--journal", str(tmp_path / "j.db")],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "#1 sale 1234 621700******0014 stan=000002 outcome=approved" in listing.stdout
+    assert "reversal=cleared" in listing.stdout and "6217000000000014" not in listing.stdout
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

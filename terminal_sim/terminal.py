@@ -487,6 +487,7 @@ class Terminal:
     # -- transactions --------------------------------------------------------------------------
     async def sale(self, amount: int, *, card: Card, pin: str | None = None) -> TxnResult:
         """A purchase. Chip cards at or below the floor limit are approved offline (advice 0220)."""
+        _check_amount("sale", amount)
         if card.entry == "chip" and 0 < amount <= self.config.floor_limit:
             return await self._offline_sale(amount, card)
         return await self._online("sale", TxnType.SALE, amount, card, pin)
@@ -495,6 +496,7 @@ class Terminal:
         return await self._online("balance", TxnType.BALANCE, None, card, pin)
 
     async def preauth(self, amount: int, *, card: Card, pin: str | None = None) -> TxnResult:
+        _check_amount("pre-authorization", amount)
         return await self._online("preauth", TxnType.PREAUTH, amount, card, pin)
 
     async def completion(self, preauth_attempt: int, amount: int | None = None, *,
@@ -504,6 +506,7 @@ class Terminal:
         if original.kind != "preauth" or original.outcome != "approved":
             raise TerminalError(f"attempt {preauth_attempt} is not an approved pre-authorization")
         amount = original.amount if amount is None else amount
+        _check_amount("completion", amount)
         if amount > original.amount:
             raise TerminalError(f"completion amount {amount} exceeds the pre-authorized {original.amount}")
         orig_req = self.journal.request_of(preauth_attempt)
@@ -526,6 +529,7 @@ class Terminal:
 
     async def refund(self, amount: int, *, card: Card, original: int | None = None) -> TxnResult:
         """A refund, sent store-and-forward (0220) and kept until the host acknowledges it."""
+        _check_amount("refund", amount)
         extra: dict[int, Any] = {}
         if original is not None:
             rec = self.journal.attempt(original)
@@ -774,6 +778,12 @@ class Terminal:
             return False
         attempt, text, outcome = last
         return await self._print(attempt, text + "\n*** REPRINT ***", outcome, copy="reprint", steps=False)
+
+
+def _check_amount(what: str, amount: object) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= 999_999_999_999:
+        raise TerminalError(f"{what} amount must be a positive integer of minor units (<= 12 digits), "
+                            f"got {amount!r}")
 
 
 def _emv_slots(emv: bytes) -> dict[str, tuple[int, int]]:

@@ -229,3 +229,16 @@ def test_file_journal_survives_reopen_and_keeps_every_step(tmp_path) -> None:
         assert again.attempts()[0].reversal == "acked"
 
     run_virtual(main())
+
+
+@pytest.mark.parametrize("amount", [0, -5, 10**12, 12.5, True])
+def test_bad_amounts_are_refused_before_anything_is_journaled(amount) -> None:
+    from terminal_sim import TerminalError
+
+    async def main() -> None:
+        term = make_terminal(FakeHost(FakeLink()))
+        with pytest.raises(TerminalError, match="amount must be a positive integer"):
+            await term.sale(amount, card=CARDS["chip-ok"])
+        assert term.journal.attempts() == []
+
+    run_virtual(main())

@@ -95,9 +95,11 @@ class TerminalMachine(RuleBasedStateMachine):
         self.loop.run_until_complete(self.term.power_up())
 
     def teardown(self) -> None:
-        for task in asyncio.all_tasks(self.loop):
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
             task.cancel()
-        self.loop.run_until_complete(asyncio.sleep(0))
+        if tasks:
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         self.loop.close()
         self.journal.close()
 

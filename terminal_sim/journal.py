@@ -218,10 +218,11 @@ class Journal:
     terminal owns its journal.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str, uri: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, uri: bool, durable: bool = False) -> None:
         self._conn = conn
         self.path = path
         self._uri = uri
+        self._durable = durable
         conn.executescript(_SCHEMA)
         row = conn.execute("SELECT schema_version, stan, batch, stan_seq FROM meta WHERE id = 1").fetchone()
         if row is None:
@@ -259,7 +260,7 @@ class Journal:
             uri = True
         elif text.startswith("file:"):
             uri = True
-        return cls(cls._connect(text, uri, durable), text, uri)
+        return cls(cls._connect(text, uri, durable), text, uri, durable)
 
     @staticmethod
     def _connect(path: str, uri: bool, durable: bool) -> sqlite3.Connection:
@@ -275,8 +276,8 @@ class Journal:
 
         Nothing uncommitted survives (there never is anything: every step is one transaction).
         """
-        conn = self._connect(self.path, self._uri, False)
-        fresh = Journal(conn, self.path, self._uri)
+        conn = self._connect(self.path, self._uri, self._durable)
+        fresh = Journal(conn, self.path, self._uri, self._durable)
         self._conn.close()
         return fresh
 

@@ -192,8 +192,9 @@ class AttemptRecord:
 
     @property
     def keys(self) -> tuple[tuple[str, str, str], ...]:
-        """(tid, stan, f7) of each request, the key the host ledger uses (ISO family)."""
-        return tuple((self.tid, r.stan, r.f7) for r in self.requests)
+        """(tid, stan, ref) of each request: the transaction key the host ledger uses
+        (``iso8583.transactions.TxnKey``): ref is field 7 in the ISO family, the batch in UnionPay."""
+        return tuple((self.tid, r.stan, r.f7 or r.batch) for r in self.requests)
 
 
 @dataclass(frozen=True, slots=True)

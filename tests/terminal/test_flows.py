@@ -242,3 +242,20 @@ def test_bad_amounts_are_refused_before_anything_is_journaled(amount) -> None:
         assert term.journal.attempts() == []
 
     run_virtual(main())
+
+
+@pytest.mark.parametrize("family", ["iso87", "unionpay"])
+def test_attempt_keys_are_the_wire_transaction_keys(family: str) -> None:
+    from iso8583.transactions import txn_key
+
+    host = FakeHost(FakeLink(family))
+
+    async def main() -> None:
+        term = make_terminal(host)
+        await term.sale(100, card=CARDS["chip-ok"])
+        (rec,) = term.journal.attempts()
+        sent = next(m for m in host.seen if m.mti == "0200")
+        key = txn_key(sent, family)  # type: ignore[arg-type]
+        assert rec.keys == ((key.tid, key.stan, key.ref),)
+
+    run_virtual(main())

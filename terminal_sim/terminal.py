@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from iso8583 import tlv
+from iso8583.channels.base import ChannelError
+from iso8583.framing import FramingError
 from iso8583.mask import scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
@@ -70,6 +72,8 @@ StepHook = Callable[[str, int], Any]
 STEPS = ("before-send", "after-send", "after-response", "before-print", "after-print")
 RECOVERY_STEPS = ("reversal-sent", "advice-sent")
 
+#: What a dead link looks like: refused/closed/reset connections, channel errors (TCP, serial, memory).
+_LINK_DOWN = (OSError, ConnectionError, ChannelError)
 _EMV_SLOTS: dict[bytes, dict[str, tuple[int, int]]] = {}
 _EMV_TERMINAL_TAGS = {"9F02": 6, "9A": 3, "9F37": 4}
 _KIND_TO_TXN = {"sale": TxnType.SALE, "void": TxnType.VOID, "refund": TxnType.REFUND,
@@ -165,14 +169,9 @@ class Terminal:
     async def _open(self) -> Any | None:
         try:
             return await self.connector()
-        except (OSError, TimeoutError, ConnectionError) as exc:
+        except _LINK_DOWN as exc:
             self._emit("connect_failed", detail=type(exc).__name__)
             return None
-        except Exception as exc:  # a channel library's own error types (ChannelError, ...)
-            if exc.__class__.__name__.startswith("Channel"):
-                self._emit("connect_failed", detail=type(exc).__name__)
-                return None
-            raise
 
     @staticmethod
     async def _close(ch: Any) -> None:
@@ -186,11 +185,9 @@ class Terminal:
         frame = self.link.pack(msg, self._keys if (mac and self.config.use_mac) else None)
         try:
             await ch.send(frame)
-        except Exception as exc:
-            if isinstance(exc, (ConnectionError, OSError)) or exc.__class__.__name__.startswith("Channel"):
-                self._emit("send_failed", mti=msg.mti, stan=msg.get(11), detail=type(exc).__name__)
-                return False
-            raise
+        except _LINK_DOWN as exc:
+            self._emit("send_failed", mti=msg.mti, stan=msg.get(11), detail=type(exc).__name__)
+            return False
         self._emit("send", mti=msg.mti, stan=msg.get(11))
         return True
 
@@ -208,16 +205,14 @@ class Terminal:
                 return _Reply("timeout")
             try:
                 frame = await ch.recv(timeout=remaining)
-            except TimeoutError:
+            except TimeoutError:          # incl. ChannelTimeout
                 return _Reply("timeout")
-            except Exception as exc:
-                if isinstance(exc, TimeoutError):
-                    return _Reply("timeout")
-                if isinstance(exc, (ConnectionError, OSError, EOFError)) or exc.__class__.__name__.startswith(
-                        ("Channel", "Framing", "FrameTooLarge")):
-                    self._emit("recv_failed", detail=type(exc).__name__)
-                    return _Reply("closed")
-                raise
+            except FramingError as exc:   # a broken byte stream: nothing on it can be trusted
+                self._emit("recv_malformed", detail=scrub_text(str(exc))[:200])
+                return _Reply("malformed")
+            except (*_LINK_DOWN, EOFError) as exc:
+                self._emit("recv_failed", detail=type(exc).__name__)
+                return _Reply("closed")
             try:
                 msg, mac_ok = self.link.unpack(frame, keys)
             except LinkError as exc:

@@ -212,3 +212,34 @@ def test_cli_sale_over_a_serial_line(tmp_path: Path) -> None:
     assert "APPROVED rc=00" in out and "AMOUNT 156 7.50" in out
     assert [m.mti for m in responder.requests] == ["0800", "0200"]
     assert responder.mac_checks == [True] and responder.pins == ["1234"]
+
+
+@pytest.mark.parametrize("raw", [b"\x00\x07garbage", b"\xff\xff\x00"], ids=["undecodable", "frame-too-large"])
+def test_garbage_on_the_wire_is_a_malformed_response_and_reversed(raw: bytes) -> None:
+    responder = WireResponder("iso87ascii")
+
+    async def serve(ch) -> None:
+        try:
+            while True:
+                frame = await ch.recv(timeout=None)
+                msg, _ = responder.wire.unpack(frame)
+                if msg.mti == "0200":
+                    await ch.send_raw(raw)
+                else:
+                    await ch.send(responder.respond(frame))
+        except Exception:
+            return
+
+    async def main() -> None:
+        async def connect():
+            a, b = pipe(max_frame=2048)
+            asyncio.get_running_loop().create_task(serve(b))
+            return a
+
+        term = Terminal(TerminalConfig(), journal=Journal.open(":memory:"), connector=connect, clock=clock_for())
+        result = await term.sale(1500, card=CARDS["chip-ok"])
+        assert result.outcome == "failed"
+        (rec,) = term.journal.attempts()
+        assert rec.reversal == "acked" and rec.reversal_reason == "96"
+
+    run_virtual(main())

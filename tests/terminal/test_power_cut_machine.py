@@ -193,7 +193,7 @@ class UnionPayTerminalMachine(TerminalMachine):
     family = "unionpay"
 
 
-TerminalMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=25, deadline=None)
-UnionPayTerminalMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=20, deadline=None)
+TerminalMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=25, deadline=None)
+UnionPayTerminalMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=20, deadline=None)
 TestTerminalMachine = TerminalMachine.TestCase
 TestUnionPayTerminalMachine = UnionPayTerminalMachine.TestCase

@@ -373,8 +373,9 @@ class Terminal:
         stored = field62.hex() if isinstance(field62, (bytes, bytearray)) else str(field62)
         batch = None
         f60 = reply.msg.get(60)
-        if isinstance(f60, dict) and str(f60.get("60.2", "")).isdigit() and int(f60["60.2"]) > 0:
-            batch = int(f60["60.2"])
+        if (isinstance(f60, dict) and str(f60.get("60.2", "")).isdigit() and int(f60["60.2"]) > 0
+                and not self.journal.batch_transactions()):
+            batch = int(f60["60.2"])   # UnionPay: adopt the host's batch number, unless a batch is open
         self.journal.save_keys(stored, self._time(), batch)
         self._keys = keys
         self._emit("signed_on", stan=request[11])

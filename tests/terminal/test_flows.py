@@ -259,3 +259,19 @@ def test_attempt_keys_are_the_wire_transaction_keys(family: str) -> None:
         assert rec.keys == ((key.tid, key.stan, key.ref),)
 
     run_virtual(main())
+
+
+def test_unionpay_sign_on_adopts_the_host_batch_only_when_no_batch_is_open() -> None:
+    host = FakeHost(FakeLink("unionpay"), signon_batch="000042")
+
+    async def main() -> None:
+        term = make_terminal(host)
+        assert (await term.sign_on()).approved and term.journal.batch == 42
+        await term.sale(100, card=CARDS["chip-ok"])
+        host.signon_batch = "000077"
+        assert (await term.sign_on()).approved
+        assert term.journal.batch == 42          # open batch kept: its sales must settle under it
+        sale = next(m for m in host.seen if m.mti == "0200")
+        assert sale[60]["60.2"] == "000042"
+
+    run_virtual(main())

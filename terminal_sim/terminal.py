@@ -415,6 +415,18 @@ class Terminal:
                     return False
         return True
 
+    async def recover(self, *, within: float = 3600.0) -> bool:
+        """Keep sending pending reversals and advices, a round every ``reversal_interval``
+        seconds, until none is left or ``within`` seconds have passed (what an idle terminal's
+        background task does). True when nothing is left pending."""
+        deadline = self._time() + within
+        while True:
+            if await self.flush():
+                return True
+            if self._time() + self.config.reversal_interval > deadline:
+                return False
+            await asyncio.sleep(self.config.reversal_interval)
+
     async def _send_reversal(self, pending: PendingMessage) -> bool:
         """0400, then 0401 repeats at the configured interval, until a 0410 arrives."""
         cfg = self.config

@@ -275,3 +275,29 @@ def test_unionpay_sign_on_adopts_the_host_batch_only_when_no_batch_is_open() -> 
         assert sale[60]["60.2"] == "000042"
 
     run_virtual(main())
+
+
+def test_recover_keeps_repeating_the_reversal_until_the_host_is_back() -> None:
+    state = {"down": True}
+    host = FakeHost(FakeLink(), fault=lambda m, n: "drop" if state["down"] and m.mti != "0800" else None)
+
+    async def main() -> None:
+        import asyncio
+
+        term = make_terminal(host, reversal_max_tries=2, reversal_interval=10.0, reversal_timeout=20.0)
+        await term.sale(700, card=CARDS["chip-ok"])
+        assert not await term.recover(within=100.0)       # host still down: gives up at the deadline
+
+        async def host_back() -> None:
+            await asyncio.sleep(300)
+            state["down"] = False
+
+        back = asyncio.ensure_future(host_back())
+        assert await term.recover(within=3600.0)
+        await back
+        rec = term.journal.attempts()[0]
+        assert rec.reversal == "acked" and rec.reversal_tries > 4
+        assert [m.mti for m in host.seen if m.mti.startswith("04")][:2] == ["0400", "0401"]
+        assert host.net() == 0
+
+    run_virtual(main())

@@ -301,3 +301,12 @@ def test_recover_keeps_repeating_the_reversal_until_the_host_is_back() -> None:
         assert host.net() == 0
 
     run_virtual(main())
+
+
+def test_journal_synchronous_setting_is_checked(tmp_path) -> None:
+    from terminal_sim import TerminalError
+
+    with pytest.raises(TerminalError, match="synchronous must be"):
+        Journal.open(tmp_path / "j.db", synchronous="sometimes")
+    journal = Journal.open(tmp_path / "j.db", synchronous="off")
+    assert journal.reopen()._synchronous == "OFF"

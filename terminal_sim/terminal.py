@@ -154,7 +154,9 @@ class Terminal:
     # -- plumbing ------------------------------------------------------------------------------
     def _emit(self, kind: str, **fields: Any) -> None:
         if self.events is not None:
-            self.events({"actor": "terminal", "kind": kind, "tid": self.config.tid, **fields})
+            event = {"actor": "terminal", "kind": kind, "tid": self.config.tid}
+            event.update((k, v) for k, v in fields.items() if v is not None)
+            self.events(event)
 
     @staticmethod
     def _time() -> float:
@@ -180,18 +182,20 @@ class Terminal:
         except Exception:
             pass
 
-    async def _send(self, ch: Any, msg: Message, *, mac: bool = True) -> bool:
+    async def _send(self, ch: Any, msg: Message, *, mac: bool = True, attempt: int | None = None) -> bool:
         """Pack (with MAC when keys exist) and send; False if the connection broke."""
         frame = self.link.pack(msg, self._keys if (mac and self.config.use_mac) else None)
         try:
             await ch.send(frame)
         except _LINK_DOWN as exc:
-            self._emit("send_failed", mti=msg.mti, stan=msg.get(11), detail=type(exc).__name__)
+            self._emit("send_failed", mti=msg.mti, stan=msg.get(11), attempt=attempt, detail=type(exc).__name__)
             return False
-        self._emit("send", mti=msg.mti, stan=msg.get(11))
+        if self.events is not None:
+            self._emit("send", mti=msg.mti, stan=msg.get(11), attempt=attempt)
         return True
 
-    async def _await_reply(self, ch: Any, request: Message, deadline: float, *, mac: bool = True) -> _Reply:
+    async def _await_reply(self, ch: Any, request: Message, deadline: float, *, mac: bool = True,
+                           attempt: int | None = None) -> _Reply:
         """The first trustworthy answer to ``request`` before ``deadline`` (loop time).
 
         Frames answering something else (a stale STAN) are ignored. A frame that cannot be decoded,
@@ -221,7 +225,8 @@ class Terminal:
             if not matches(request, msg):
                 self._emit("recv_unmatched", mti=msg.mti, stan=msg.get(11))
                 continue
-            self._emit("recv", mti=msg.mti, stan=msg.get(11), rc=msg.get(39))
+            if self.events is not None:
+                self._emit("recv", mti=msg.mti, stan=msg.get(11), rc=msg.get(39), attempt=attempt)
             if keys is not None and (mac_ok is False or (mac_ok is None and self.config.require_response_mac
                                                          and is_approved(msg.get(39)))):
                 self._emit("mac_failed", mti=msg.mti, stan=msg.get(11))
@@ -447,10 +452,11 @@ class Terminal:
             if ch is None:
                 continue
             try:
-                if not await self._send(ch, reversal):
+                if not await self._send(ch, reversal, attempt=pending.attempt):
                     continue
                 await self._step("reversal-sent", pending.attempt)
-                reply = await self._await_reply(ch, reversal, self._time() + cfg.reversal_timeout)
+                reply = await self._await_reply(ch, reversal, self._time() + cfg.reversal_timeout,
+                                                attempt=pending.attempt)
             finally:
                 await self._close(ch)
             if reply.kind == "ok":
@@ -477,10 +483,11 @@ class Terminal:
             if ch is None:
                 continue
             try:
-                if not await self._send(ch, advice):
+                if not await self._send(ch, advice, attempt=pending.attempt):
                     continue
                 await self._step("advice-sent", pending.attempt)
-                reply = await self._await_reply(ch, advice, self._time() + cfg.reversal_timeout)
+                reply = await self._await_reply(ch, advice, self._time() + cfg.reversal_timeout,
+                                                attempt=pending.attempt)
             finally:
                 await self._close(ch)
             if reply.kind == "ok" and reply.msg is not None:
@@ -611,9 +618,10 @@ class Terminal:
             journal.decide(attempt, outcome="failed", at=self._time(), detail="cannot connect to host",
                            reversal="cleared" if armed else None)
             return TxnResult(attempt, "failed", stan=request.get(11), detail="cannot connect to host")
-        sent = await self._send(ch, request)
+        sent = await self._send(ch, request, attempt=attempt)
         await self._step("after-send", attempt)
-        reply = await self._await_reply(ch, request, self._time() + cfg.response_timeout) if sent else _Reply("closed")
+        reply = (await self._await_reply(ch, request, self._time() + cfg.response_timeout, attempt=attempt)
+                 if sent else _Reply("closed"))
         if reply.msg is not None:
             await self._step("after-response", attempt)
         if reply.kind == "ok":
@@ -690,9 +698,9 @@ class Terminal:
             if ch is None:
                 continue
             try:
-                sent = await self._send(ch, current)
-                reply = (await self._await_reply(ch, current, self._time() + cfg.response_timeout)
-                         if sent else _Reply("closed"))
+                sent = await self._send(ch, current, attempt=attempt)
+                reply = (await self._await_reply(ch, current, self._time() + cfg.response_timeout,
+                                                 attempt=attempt) if sent else _Reply("closed"))
             finally:
                 await self._close(ch)
             if reply.kind == "ok":
@@ -708,7 +716,7 @@ class Terminal:
         """The ``late_response_accepted`` firmware bug: the reversal goes out while the old
         connection is still read, and a late approval on it is shown and printed anyway."""
         deadline = self._time() + self.profile.late_response_grace
-        listener = asyncio.ensure_future(self._await_reply(ch, request, deadline))
+        listener = asyncio.ensure_future(self._await_reply(ch, request, deadline, attempt=attempt))
         try:
             await self._send_reversal(pending)
             late = await listener

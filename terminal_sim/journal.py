@@ -192,8 +192,9 @@ class AttemptRecord:
 
     @property
     def keys(self) -> tuple[tuple[str, str, str], ...]:
-        """(tid, stan, f7) of each request, the key the host ledger uses (ISO family)."""
-        return tuple((self.tid, r.stan, r.f7) for r in self.requests)
+        """(tid, stan, ref) of each request: the transaction key the host ledger uses
+        (``iso8583.transactions.TxnKey``): ref is field 7 in the ISO family, the batch in UnionPay."""
+        return tuple((self.tid, r.stan, r.f7 or r.batch) for r in self.requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +219,11 @@ class Journal:
     terminal owns its journal.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str, uri: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, uri: bool, synchronous: str = "NORMAL") -> None:
         self._conn = conn
         self.path = path
         self._uri = uri
+        self._synchronous = synchronous
         conn.executescript(_SCHEMA)
         row = conn.execute("SELECT schema_version, stan, batch, stan_seq FROM meta WHERE id = 1").fetchone()
         if row is None:
@@ -245,12 +247,15 @@ class Journal:
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | pathlib.Path = ":memory:", *, durable: bool = False) -> Journal:
+    def open(cls, path: str | pathlib.Path = ":memory:", *, durable: bool = False,
+             synchronous: str | None = None) -> Journal:
         """Open (creating if needed) a journal.
 
         ``":memory:"`` becomes a private shared-cache in-memory database so that :meth:`reopen`
         works; a ``file:...`` URI is used as given; anything else is a file path (WAL mode).
-        ``durable=True`` makes every commit survive an OS crash too (synchronous=FULL).
+        ``durable=True`` makes every commit survive an OS crash too (synchronous=FULL); the default
+        (NORMAL) survives the process dying at any point. ``synchronous="OFF"`` is for simulations,
+        where power cuts are simulated inside one process and the OS never crashes.
         """
         text = str(path)
         uri = False
@@ -259,15 +264,18 @@ class Journal:
             uri = True
         elif text.startswith("file:"):
             uri = True
-        return cls(cls._connect(text, uri, durable), text, uri)
+        sync = synchronous or ("FULL" if durable else "NORMAL")
+        if sync.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise TerminalError(f"journal synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
+        return cls(cls._connect(text, uri, sync.upper()), text, uri, sync.upper())
 
     @staticmethod
-    def _connect(path: str, uri: bool, durable: bool) -> sqlite3.Connection:
+    def _connect(path: str, uri: bool, synchronous: str) -> sqlite3.Connection:
         conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False,
                                cached_statements=256)
         if "mode=memory" not in path:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
         return conn
 
     def reopen(self) -> Journal:
@@ -275,8 +283,8 @@ class Journal:
 
         Nothing uncommitted survives (there never is anything: every step is one transaction).
         """
-        conn = self._connect(self.path, self._uri, False)
-        fresh = Journal(conn, self.path, self._uri)
+        conn = self._connect(self.path, self._uri, self._synchronous)
+        fresh = Journal(conn, self.path, self._uri, self._synchronous)
         self._conn.close()
         return fresh
 

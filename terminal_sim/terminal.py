@@ -33,6 +33,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from iso8583 import tlv
+from iso8583.channels.base import ChannelError
+from iso8583.framing import FramingError
 from iso8583.mask import scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
@@ -46,8 +49,6 @@ from iso8583.transactions import (
     format_amount,
     format_stan,
     is_approved,
-    local_date,
-    local_time,
     make_reversal,
     matches,
     original_reference,
@@ -71,6 +72,10 @@ StepHook = Callable[[str, int], Any]
 STEPS = ("before-send", "after-send", "after-response", "before-print", "after-print")
 RECOVERY_STEPS = ("reversal-sent", "advice-sent")
 
+#: What a dead link looks like: refused/closed/reset connections, channel errors (TCP, serial, memory).
+_LINK_DOWN = (OSError, ConnectionError, ChannelError)
+_EMV_SLOTS: dict[bytes, dict[str, tuple[int, int]]] = {}
+_EMV_TERMINAL_TAGS = {"9F02": 6, "9A": 3, "9F37": 4}
 _KIND_TO_TXN = {"sale": TxnType.SALE, "void": TxnType.VOID, "refund": TxnType.REFUND,
                 "preauth": TxnType.PREAUTH, "completion": TxnType.COMPLETION, "balance": TxnType.BALANCE}
 _REASONS = {"timeout": REVERSAL_REASON_TIMEOUT, "closed": REVERSAL_REASON_TIMEOUT,
@@ -149,7 +154,9 @@ class Terminal:
     # -- plumbing ------------------------------------------------------------------------------
     def _emit(self, kind: str, **fields: Any) -> None:
         if self.events is not None:
-            self.events({"actor": "terminal", "kind": kind, "tid": self.config.tid, **fields})
+            event = {"actor": "terminal", "kind": kind, "tid": self.config.tid}
+            event.update((k, v) for k, v in fields.items() if v is not None)
+            self.events(event)
 
     @staticmethod
     def _time() -> float:
@@ -164,14 +171,9 @@ class Terminal:
     async def _open(self) -> Any | None:
         try:
             return await self.connector()
-        except (OSError, TimeoutError, ConnectionError) as exc:
+        except _LINK_DOWN as exc:
             self._emit("connect_failed", detail=type(exc).__name__)
             return None
-        except Exception as exc:  # a channel library's own error types (ChannelError, ...)
-            if exc.__class__.__name__.startswith("Channel"):
-                self._emit("connect_failed", detail=type(exc).__name__)
-                return None
-            raise
 
     @staticmethod
     async def _close(ch: Any) -> None:
@@ -180,20 +182,20 @@ class Terminal:
         except Exception:
             pass
 
-    async def _send(self, ch: Any, msg: Message, *, mac: bool = True) -> bool:
+    async def _send(self, ch: Any, msg: Message, *, mac: bool = True, attempt: int | None = None) -> bool:
         """Pack (with MAC when keys exist) and send; False if the connection broke."""
         frame = self.link.pack(msg, self._keys if (mac and self.config.use_mac) else None)
         try:
             await ch.send(frame)
-        except Exception as exc:
-            if isinstance(exc, (ConnectionError, OSError)) or exc.__class__.__name__.startswith("Channel"):
-                self._emit("send_failed", mti=msg.mti, stan=msg.get(11), detail=type(exc).__name__)
-                return False
-            raise
-        self._emit("send", mti=msg.mti, stan=msg.get(11))
+        except _LINK_DOWN as exc:
+            self._emit("send_failed", mti=msg.mti, stan=msg.get(11), attempt=attempt, detail=type(exc).__name__)
+            return False
+        if self.events is not None:
+            self._emit("send", mti=msg.mti, stan=msg.get(11), attempt=attempt)
         return True
 
-    async def _await_reply(self, ch: Any, request: Message, deadline: float, *, mac: bool = True) -> _Reply:
+    async def _await_reply(self, ch: Any, request: Message, deadline: float, *, mac: bool = True,
+                           attempt: int | None = None) -> _Reply:
         """The first trustworthy answer to ``request`` before ``deadline`` (loop time).
 
         Frames answering something else (a stale STAN) are ignored. A frame that cannot be decoded,
@@ -207,16 +209,14 @@ class Terminal:
                 return _Reply("timeout")
             try:
                 frame = await ch.recv(timeout=remaining)
-            except TimeoutError:
+            except TimeoutError:          # incl. ChannelTimeout
                 return _Reply("timeout")
-            except Exception as exc:
-                if isinstance(exc, TimeoutError):
-                    return _Reply("timeout")
-                if isinstance(exc, (ConnectionError, OSError, EOFError)) or exc.__class__.__name__.startswith(
-                        ("Channel", "Framing", "FrameTooLarge")):
-                    self._emit("recv_failed", detail=type(exc).__name__)
-                    return _Reply("closed")
-                raise
+            except FramingError as exc:   # a broken byte stream: nothing on it can be trusted
+                self._emit("recv_malformed", detail=scrub_text(str(exc))[:200])
+                return _Reply("malformed")
+            except (*_LINK_DOWN, EOFError) as exc:
+                self._emit("recv_failed", detail=type(exc).__name__)
+                return _Reply("closed")
             try:
                 msg, mac_ok = self.link.unpack(frame, keys)
             except LinkError as exc:
@@ -225,7 +225,8 @@ class Terminal:
             if not matches(request, msg):
                 self._emit("recv_unmatched", mti=msg.mti, stan=msg.get(11))
                 continue
-            self._emit("recv", mti=msg.mti, stan=msg.get(11), rc=msg.get(39))
+            if self.events is not None:
+                self._emit("recv", mti=msg.mti, stan=msg.get(11), rc=msg.get(39), attempt=attempt)
             if keys is not None and (mac_ok is False or (mac_ok is None and self.config.require_response_mac
                                                          and is_approved(msg.get(39)))):
                 self._emit("mac_failed", mti=msg.mti, stan=msg.get(11))
@@ -249,13 +250,17 @@ class Terminal:
 
     def _stamp_times(self, fields: dict[int, Any]) -> None:
         now = self.clock()
-        if self.family == "iso87":
-            fields[7] = transmission_time(now)
         if self._f12_size == 12:   # ISO 8583:1993: field 12 is YYMMDDhhmmss, field 13 is not a date
-            fields[12] = now.strftime("%y%m%d%H%M%S")
-        else:
-            fields[12] = local_time(now)
-            fields[13] = local_date(now)
+            stamp = now.strftime("%y%m%d%H%M%S")
+            fields[12] = stamp
+            if self.family == "iso87":
+                fields[7] = stamp[2:]
+            return
+        stamp = now.strftime("%m%d%H%M%S")   # one strftime: fields 7 (MMDDhhmmss), 12 (hhmmss), 13 (MMDD)
+        if self.family == "iso87":
+            fields[7] = stamp
+        fields[12] = stamp[4:]
+        fields[13] = stamp[:4]
 
     def _filter(self, fields: dict[int, Any]) -> dict[int, Any]:
         supports = self.link.supports
@@ -270,10 +275,26 @@ class Terminal:
             fields[35] = card.track2
         else:
             fields[23] = card.card_seq
-            fields[55] = card.emv
+            fields[55] = self._icc_data(card, amount)
         if pin:
             fields[52] = self.link.pin_block(pin, card.pan, self._keys)
         return fields
+
+    def _icc_data(self, card: Card, amount: int) -> bytes:
+        """Field 55 for this transaction: the card's EMV data with the terminal-supplied tags of
+        *this* transaction — amount (9F02), date (9A), unpredictable number (9F37) — patched in
+        place (their lengths are fixed), so the hot path does no TLV re-encoding."""
+        slots = _EMV_SLOTS.get(card.emv)
+        if slots is None:
+            slots = _EMV_SLOTS.setdefault(card.emv, _emv_slots(card.emv))
+        if not slots:
+            return card.emv
+        data = bytearray(card.emv)
+        values = {"9F02": bytes.fromhex(f"{amount:012d}"), "9A": bytes.fromhex(self.clock().strftime("%y%m%d")),
+                  "9F37": self.rng.getrandbits(32).to_bytes(4, "big")}
+        for tag, (begin, size) in slots.items():
+            data[begin:begin + size] = values[tag]
+        return bytes(data)
 
     def _pin_for(self, card: Card, amount: int, pin: str | None) -> str | None:
         """The PIN the cardholder enters: ``pin`` if given ("" = none), else the card's own PIN when
@@ -357,8 +378,9 @@ class Terminal:
         stored = field62.hex() if isinstance(field62, (bytes, bytearray)) else str(field62)
         batch = None
         f60 = reply.msg.get(60)
-        if isinstance(f60, dict) and str(f60.get("60.2", "")).isdigit() and int(f60["60.2"]) > 0:
-            batch = int(f60["60.2"])
+        if (isinstance(f60, dict) and str(f60.get("60.2", "")).isdigit() and int(f60["60.2"]) > 0
+                and not self.journal.batch_transactions()):
+            batch = int(f60["60.2"])   # UnionPay: adopt the host's batch number, unless a batch is open
         self.journal.save_keys(stored, self._time(), batch)
         self._keys = keys
         self._emit("signed_on", stan=request[11])
@@ -398,6 +420,18 @@ class Terminal:
                     return False
         return True
 
+    async def recover(self, *, within: float = 3600.0) -> bool:
+        """Keep sending pending reversals and advices, a round every ``reversal_interval``
+        seconds, until none is left or ``within`` seconds have passed (what an idle terminal's
+        background task does). True when nothing is left pending."""
+        deadline = self._time() + within
+        while True:
+            if await self.flush():
+                return True
+            if self._time() + self.config.reversal_interval > deadline:
+                return False
+            await asyncio.sleep(self.config.reversal_interval)
+
     async def _send_reversal(self, pending: PendingMessage) -> bool:
         """0400, then 0401 repeats at the configured interval, until a 0410 arrives."""
         cfg = self.config
@@ -418,10 +452,11 @@ class Terminal:
             if ch is None:
                 continue
             try:
-                if not await self._send(ch, reversal):
+                if not await self._send(ch, reversal, attempt=pending.attempt):
                     continue
                 await self._step("reversal-sent", pending.attempt)
-                reply = await self._await_reply(ch, reversal, self._time() + cfg.reversal_timeout)
+                reply = await self._await_reply(ch, reversal, self._time() + cfg.reversal_timeout,
+                                                attempt=pending.attempt)
             finally:
                 await self._close(ch)
             if reply.kind == "ok":
@@ -448,10 +483,11 @@ class Terminal:
             if ch is None:
                 continue
             try:
-                if not await self._send(ch, advice):
+                if not await self._send(ch, advice, attempt=pending.attempt):
                     continue
                 await self._step("advice-sent", pending.attempt)
-                reply = await self._await_reply(ch, advice, self._time() + cfg.reversal_timeout)
+                reply = await self._await_reply(ch, advice, self._time() + cfg.reversal_timeout,
+                                                attempt=pending.attempt)
             finally:
                 await self._close(ch)
             if reply.kind == "ok" and reply.msg is not None:
@@ -466,6 +502,7 @@ class Terminal:
     # -- transactions --------------------------------------------------------------------------
     async def sale(self, amount: int, *, card: Card, pin: str | None = None) -> TxnResult:
         """A purchase. Chip cards at or below the floor limit are approved offline (advice 0220)."""
+        _check_amount("sale", amount)
         if card.entry == "chip" and 0 < amount <= self.config.floor_limit:
             return await self._offline_sale(amount, card)
         return await self._online("sale", TxnType.SALE, amount, card, pin)
@@ -474,6 +511,7 @@ class Terminal:
         return await self._online("balance", TxnType.BALANCE, None, card, pin)
 
     async def preauth(self, amount: int, *, card: Card, pin: str | None = None) -> TxnResult:
+        _check_amount("pre-authorization", amount)
         return await self._online("preauth", TxnType.PREAUTH, amount, card, pin)
 
     async def completion(self, preauth_attempt: int, amount: int | None = None, *,
@@ -483,6 +521,7 @@ class Terminal:
         if original.kind != "preauth" or original.outcome != "approved":
             raise TerminalError(f"attempt {preauth_attempt} is not an approved pre-authorization")
         amount = original.amount if amount is None else amount
+        _check_amount("completion", amount)
         if amount > original.amount:
             raise TerminalError(f"completion amount {amount} exceeds the pre-authorized {original.amount}")
         orig_req = self.journal.request_of(preauth_attempt)
@@ -505,6 +544,7 @@ class Terminal:
 
     async def refund(self, amount: int, *, card: Card, original: int | None = None) -> TxnResult:
         """A refund, sent store-and-forward (0220) and kept until the host acknowledges it."""
+        _check_amount("refund", amount)
         extra: dict[int, Any] = {}
         if original is not None:
             rec = self.journal.attempt(original)
@@ -578,9 +618,10 @@ class Terminal:
             journal.decide(attempt, outcome="failed", at=self._time(), detail="cannot connect to host",
                            reversal="cleared" if armed else None)
             return TxnResult(attempt, "failed", stan=request.get(11), detail="cannot connect to host")
-        sent = await self._send(ch, request)
+        sent = await self._send(ch, request, attempt=attempt)
         await self._step("after-send", attempt)
-        reply = await self._await_reply(ch, request, self._time() + cfg.response_timeout) if sent else _Reply("closed")
+        reply = (await self._await_reply(ch, request, self._time() + cfg.response_timeout, attempt=attempt)
+                 if sent else _Reply("closed"))
         if reply.msg is not None:
             await self._step("after-response", attempt)
         if reply.kind == "ok":
@@ -657,9 +698,9 @@ class Terminal:
             if ch is None:
                 continue
             try:
-                sent = await self._send(ch, current)
-                reply = (await self._await_reply(ch, current, self._time() + cfg.response_timeout)
-                         if sent else _Reply("closed"))
+                sent = await self._send(ch, current, attempt=attempt)
+                reply = (await self._await_reply(ch, current, self._time() + cfg.response_timeout,
+                                                 attempt=attempt) if sent else _Reply("closed"))
             finally:
                 await self._close(ch)
             if reply.kind == "ok":
@@ -675,7 +716,7 @@ class Terminal:
         """The ``late_response_accepted`` firmware bug: the reversal goes out while the old
         connection is still read, and a late approval on it is shown and printed anyway."""
         deadline = self._time() + self.profile.late_response_grace
-        listener = asyncio.ensure_future(self._await_reply(ch, request, deadline))
+        listener = asyncio.ensure_future(self._await_reply(ch, request, deadline, attempt=attempt))
         try:
             await self._send_reversal(pending)
             late = await listener
@@ -753,6 +794,24 @@ class Terminal:
             return False
         attempt, text, outcome = last
         return await self._print(attempt, text + "\n*** REPRINT ***", outcome, copy="reprint", steps=False)
+
+
+def _check_amount(what: str, amount: object) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= 999_999_999_999:
+        raise TerminalError(f"{what} amount must be a positive integer of minor units (<= 12 digits), "
+                            f"got {amount!r}")
+
+
+def _emv_slots(emv: bytes) -> dict[str, tuple[int, int]]:
+    """Where the values of the terminal-supplied EMV tags sit in a card's TLV data (offset, size)."""
+    items = tlv.decode(emv)
+    ends = [item.offset for item in items[1:]] + [len(emv)]
+    slots = {}
+    for item, end in zip(items, ends):
+        size = _EMV_TERMINAL_TAGS.get(item.tag)
+        if size is not None and len(item.value) == size and item.offset is not None:
+            slots[item.tag] = (end - size, size)
+    return slots
 
 
 def _message(mti: str, fields: dict[int, Any]) -> Message:

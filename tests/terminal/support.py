@@ -108,6 +108,7 @@ class FakeHost:
     settled_batches: list[tuple[str, SettlementTotals, str]] = field(default_factory=list)
     uploads: list[Message] = field(default_factory=list)
     voids: dict[Any, Any] = field(default_factory=dict)
+    signon_batch: str | None = None
     count: int = 0
 
     def totals(self) -> SettlementTotals:
@@ -126,7 +127,10 @@ class FakeHost:
         fam = self.link.family
         txn = classify(req, fam)  # type: ignore[arg-type]
         if txn is TxnType.SIGN_ON:
-            return make_response(req, "00", fam, f62=FAKE_KEYS_62)  # type: ignore[arg-type]
+            resp = make_response(req, "00", fam, f62=FAKE_KEYS_62)  # type: ignore[arg-type]
+            if self.signon_batch and isinstance(resp.get(60), dict):
+                resp[60]["60.2"] = self.signon_batch
+            return resp
         if txn is TxnType.ECHO:
             return make_response(req, "00", fam)  # type: ignore[arg-type]
         key = txn_key(req, fam)  # type: ignore[arg-type]

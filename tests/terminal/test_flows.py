@@ -206,3 +206,107 @@ def test_journal_survives_reopen_with_counters() -> None:
         assert int(r.stan) == stan + 1
 
     run_virtual(main())
+
+
+def test_file_journal_survives_reopen_and_keeps_every_step(tmp_path) -> None:
+    host = FakeHost(FakeLink(), fault=lambda m, n: "drop" if m.mti == "0200" else None)
+
+    async def main() -> None:
+        path = tmp_path / "term.db"
+        journal = Journal.open(path, durable=True)
+        term = make_terminal(host, journal, reversal_max_tries=1)
+        host_down = {"on": True}
+        host.fault = lambda m, n: "drop" if host_down["on"] and m.mti != "0800" else None
+        await term.sale(4200, card=CARDS["chip-ok"])
+        journal.close()                                # the process dies
+        again = Journal.open(path)
+        (rec,) = again.attempts()
+        assert rec.reversal == "pending" and rec.reversal_reason == "98" and rec.stans == ("000002",)
+        assert again.stan == 2 and again.next_stan == 3
+        host_down["on"] = False
+        term2 = make_terminal(host, again)
+        await term2.power_up()
+        assert again.attempts()[0].reversal == "acked"
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize("amount", [0, -5, 10**12, 12.5, True])
+def test_bad_amounts_are_refused_before_anything_is_journaled(amount) -> None:
+    from terminal_sim import TerminalError
+
+    async def main() -> None:
+        term = make_terminal(FakeHost(FakeLink()))
+        with pytest.raises(TerminalError, match="amount must be a positive integer"):
+            await term.sale(amount, card=CARDS["chip-ok"])
+        assert term.journal.attempts() == []
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize("family", ["iso87", "unionpay"])
+def test_attempt_keys_are_the_wire_transaction_keys(family: str) -> None:
+    from iso8583.transactions import txn_key
+
+    host = FakeHost(FakeLink(family))
+
+    async def main() -> None:
+        term = make_terminal(host)
+        await term.sale(100, card=CARDS["chip-ok"])
+        (rec,) = term.journal.attempts()
+        sent = next(m for m in host.seen if m.mti == "0200")
+        key = txn_key(sent, family)  # type: ignore[arg-type]
+        assert rec.keys == ((key.tid, key.stan, key.ref),)
+
+    run_virtual(main())
+
+
+def test_unionpay_sign_on_adopts_the_host_batch_only_when_no_batch_is_open() -> None:
+    host = FakeHost(FakeLink("unionpay"), signon_batch="000042")
+
+    async def main() -> None:
+        term = make_terminal(host)
+        assert (await term.sign_on()).approved and term.journal.batch == 42
+        await term.sale(100, card=CARDS["chip-ok"])
+        host.signon_batch = "000077"
+        assert (await term.sign_on()).approved
+        assert term.journal.batch == 42          # open batch kept: its sales must settle under it
+        sale = next(m for m in host.seen if m.mti == "0200")
+        assert sale[60]["60.2"] == "000042"
+
+    run_virtual(main())
+
+
+def test_recover_keeps_repeating_the_reversal_until_the_host_is_back() -> None:
+    state = {"down": True}
+    host = FakeHost(FakeLink(), fault=lambda m, n: "drop" if state["down"] and m.mti != "0800" else None)
+
+    async def main() -> None:
+        import asyncio
+
+        term = make_terminal(host, reversal_max_tries=2, reversal_interval=10.0, reversal_timeout=20.0)
+        await term.sale(700, card=CARDS["chip-ok"])
+        assert not await term.recover(within=100.0)       # host still down: gives up at the deadline
+
+        async def host_back() -> None:
+            await asyncio.sleep(300)
+            state["down"] = False
+
+        back = asyncio.ensure_future(host_back())
+        assert await term.recover(within=3600.0)
+        await back
+        rec = term.journal.attempts()[0]
+        assert rec.reversal == "acked" and rec.reversal_tries > 4
+        assert [m.mti for m in host.seen if m.mti.startswith("04")][:2] == ["0400", "0401"]
+        assert host.net() == 0
+
+    run_virtual(main())
+
+
+def test_journal_synchronous_setting_is_checked(tmp_path) -> None:
+    from terminal_sim import TerminalError
+
+    with pytest.raises(TerminalError, match="synchronous must be"):
+        Journal.open(tmp_path / "j.db", synchronous="sometimes")
+    journal = Journal.open(tmp_path / "j.db", synchronous="off")
+    assert journal.reopen()._synchronous == "OFF"

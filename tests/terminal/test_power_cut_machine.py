@@ -42,10 +42,12 @@ CUTS = [None, None, *STEPS, *RECOVERY_STEPS]
 
 
 class TerminalMachine(RuleBasedStateMachine):
+    family = "iso87"
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = new_virtual_loop()
-        self.link = FakeLink()
+        self.link = FakeLink(self.family)
         self.fault: Any = None
         self.faulted = False
         self.host = FakeHost(self.link, fault=self._fault)
@@ -93,9 +95,11 @@ class TerminalMachine(RuleBasedStateMachine):
         self.loop.run_until_complete(self.term.power_up())
 
     def teardown(self) -> None:
-        for task in asyncio.all_tasks(self.loop):
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
             task.cancel()
-        self.loop.run_until_complete(asyncio.sleep(0))
+        if tasks:
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         self.loop.close()
         self.journal.close()
 
@@ -183,5 +187,13 @@ class TerminalMachine(RuleBasedStateMachine):
         assert len(used) == len(set(used)), "a STAN was used twice"
 
 
-TerminalMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=25, deadline=None)
+class UnionPayTerminalMachine(TerminalMachine):
+    """The same properties with UnionPay keys (batch instead of field 7) and field 60/61 references."""
+
+    family = "unionpay"
+
+
+TerminalMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=25, deadline=None)
+UnionPayTerminalMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=20, deadline=None)
 TestTerminalMachine = TerminalMachine.TestCase
+TestUnionPayTerminalMachine = UnionPayTerminalMachine.TestCase

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from iso8583 import tlv
 from iso8583.channels import tcp
 from iso8583.channels.memory import pipe
 from iso8583.message import Message
@@ -66,7 +68,9 @@ def test_chip_and_contactless_send_field_55(dialect: str) -> None:
         ctls = await term.sale(500, card=CARDS["ctls-ok"])
         assert chip.approved and ctls.approved
         chip_req, ctls_req = responder.requests[-2], responder.requests[-1]
-        assert chip_req[55] == CARDS["chip-ok"].emv and chip_req[22].startswith("05")
+        icc = tlv.to_dict(chip_req[55])
+        assert chip_req[22].startswith("05") and icc["9F02"] == bytes.fromhex("000000000500")
+        assert icc["9F26"] == tlv.to_dict(CARDS["chip-ok"].emv)["9F26"] and icc["9A"] == bytes.fromhex("260302")
         assert ctls_req[22].startswith("07") and 52 not in ctls_req  # below the CVM limit: no PIN
 
     run_virtual(main())
@@ -135,6 +139,12 @@ def test_cli_sale_over_tcp(tmp_path: Path) -> None:
     assert "6217000000000014" not in out and "621700******0014" in out
     assert [m.mti for m in responder.requests] == ["0800", "0200"]
     assert responder.mac_checks == [True] and responder.pins == ["1234"]
+    listing = subprocess.run(
+        [sys.executable, "-m", "posfault", "terminal", "journal", "--journal", str(tmp_path / "j.db")],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "#1 sale 1234 621700******0014 stan=000002 outcome=approved" in listing.stdout
+    assert "reversal=cleared" in listing.stdout and "6217000000000014" not in listing.stdout
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -202,3 +212,34 @@ def test_cli_sale_over_a_serial_line(tmp_path: Path) -> None:
     assert "APPROVED rc=00" in out and "AMOUNT 156 7.50" in out
     assert [m.mti for m in responder.requests] == ["0800", "0200"]
     assert responder.mac_checks == [True] and responder.pins == ["1234"]
+
+
+@pytest.mark.parametrize("raw", [b"\x00\x07garbage", b"\xff\xff\x00"], ids=["undecodable", "frame-too-large"])
+def test_garbage_on_the_wire_is_a_malformed_response_and_reversed(raw: bytes) -> None:
+    responder = WireResponder("iso87ascii")
+
+    async def serve(ch) -> None:
+        try:
+            while True:
+                frame = await ch.recv(timeout=None)
+                msg, _ = responder.wire.unpack(frame)
+                if msg.mti == "0200":
+                    await ch.send_raw(raw)
+                else:
+                    await ch.send(responder.respond(frame))
+        except Exception:
+            return
+
+    async def main() -> None:
+        async def connect():
+            a, b = pipe(max_frame=2048)
+            asyncio.get_running_loop().create_task(serve(b))
+            return a
+
+        term = Terminal(TerminalConfig(), journal=Journal.open(":memory:"), connector=connect, clock=clock_for())
+        result = await term.sale(1500, card=CARDS["chip-ok"])
+        assert result.outcome == "failed"
+        (rec,) = term.journal.attempts()
+        assert rec.reversal == "acked" and rec.reversal_reason == "96"
+
+    run_virtual(main())

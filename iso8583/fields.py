@@ -222,10 +222,19 @@ def _prefix_bytes(fs: FieldSpec, value: int) -> bytes:
     return value.to_bytes(size, "big")
 
 
+_PREFIX_TABLES: dict[tuple[str, str, int, int], tuple[list[bytes], dict[bytes, int]]] = {}
+
+
 def _prefix_tables(fs: FieldSpec, max_prefix: int) -> tuple[list[bytes], dict[bytes, int]]:
-    """All valid prefixes for 0..max_prefix, both directions (lookup beats parsing + validating)."""
-    enc = [_prefix_bytes(fs, n) for n in range(max_prefix + 1)]
-    return enc, {b: n for n, b in enumerate(enc)}
+    """All valid prefixes for 0..max_prefix, both directions (lookup beats parsing + validating).
+
+    Shared between fields with the same prefix layout (read-only), so loading a spec stays cheap."""
+    key = (fs.prefix, fs.length, _prefix_size(fs), max_prefix)
+    tables = _PREFIX_TABLES.get(key)
+    if tables is None:
+        enc = [_prefix_bytes(fs, n) for n in range(max_prefix + 1)]
+        tables = _PREFIX_TABLES[key] = (enc, {b: n for n, b in enumerate(enc)})
+    return tables
 
 
 # ------------------------------------------------------------------------------------------------

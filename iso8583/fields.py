@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DecodeError, EncodeError, SpecError
-from .mask import PAN_FIELDS, SECRET_FIELDS, mask_value
+from .mask import PAN_FIELDS, SECRET_FIELDS, mask_value, scrub_text
 
 TYPES = ("n", "a", "an", "ans", "as", "ns", "b", "z", "x+n")
 LENGTH_DIGITS = {"fixed": 0, "L": 1, "LL": 2, "LLL": 3, "LLLL": 4}
@@ -162,16 +162,21 @@ class FieldSpec:
 # ------------------------------------------------------------------------------------------------
 # helpers for error text
 # ------------------------------------------------------------------------------------------------
+#: Fields whose raw bytes never appear in error text: the masked ones, plus 55 (ICC data holds the
+#: PAN in tag 5A and track 2 in tag 57) and 62 (working keys on sign-on).
+_ERROR_MASKED = SECRET_FIELDS | PAN_FIELDS | {55, 62}
+
+
 def _show(fs: FieldSpec, found: Any) -> str:
     """Found-value text for an error message: masked for sensitive fields, short otherwise."""
-    number = fs.number if isinstance(fs.number, int) else None
-    if fs.sensitive or (isinstance(fs.number, str) and fs.number.split(".")[0] in ("2", "35", "52", "64")):
-        if isinstance(found, (bytes, bytearray)):
-            return f"<{len(found)} bytes masked>"
-        if isinstance(found, str):
-            return mask_value(number if number in PAN_FIELDS else 35, found)
+    top = fs.number if isinstance(fs.number, int) else int(str(fs.number).split(".")[0] or 0)
+    if top in _ERROR_MASKED:
+        if isinstance(found, str) and top in PAN_FIELDS and fs.number == top:
+            return mask_value(top, found)
+        if isinstance(found, (bytes, bytearray, str)):
+            return f"<{len(found)} {'bytes' if isinstance(found, (bytes, bytearray)) else 'chars'} masked>"
         return f"<{type(found).__name__} masked>"
-    text = repr(found)
+    text = scrub_text(repr(found))
     return text if len(text) <= 48 else text[:45] + "..."
 
 

@@ -63,7 +63,17 @@ def read_input(text: str) -> bytes:
     return bytes.fromhex(compact)
 
 
-def unframe(data: bytes, spec: Spec, framing: str) -> tuple[bytes, list[str]]:
+def strip_length(data: bytes, spec: Spec) -> bytes:
+    """``data`` without the dialect's length header, checked against the bytes that follow."""
+    return unframe(data, spec, "length", envelope=False)[0]
+
+
+def strip_envelope(data: bytes, spec: Spec) -> tuple[bytes, list[str]]:
+    """``data`` without the dialect's TPDU/application header, and their description."""
+    return unframe(data, spec, "frame")
+
+
+def unframe(data: bytes, spec: Spec, framing: str, *, envelope: bool = True) -> tuple[bytes, list[str]]:
     """The message bytes (from the MTI) of ``data``, using the dialect's ``[wire]`` table via
     :class:`iso8583.wire.Wire`: ``length`` strips and checks the length header, ``frame``/``length``
     strip the TPDU and application header. Returns notes describing what was stripped."""
@@ -82,7 +92,7 @@ def unframe(data: bytes, spec: Spec, framing: str) -> tuple[bytes, list[str]]:
                               offset=0, expected=str(declared), found=str(len(body)))
         notes.append(f"length header ({wire.prefix.kind}): {declared}")
         data = body
-    if wire.envelope is not None:
+    if envelope and wire.envelope is not None:
         from iso8583.framing import Envelope
 
         if len(data) < wire.envelope.size:

@@ -159,6 +159,12 @@ def test_wrong_length_prefixes_fail_at_or_after_that_field(name: str) -> None:
             decode(mutated, spec)
         except DecodeError as exc:
             assert exc.offset is not None and exc.offset >= span[1], (exc, span)
+        # a prefix that is no length at all (0xFF.. is neither digits nor BCD nor a binary length
+        # within the field's maximum) is reported exactly there
+        broken = raw[:span[1]] + b"\xff" * size + raw[span[1] + size:]
+        with pytest.raises(DecodeError) as info:
+            decode(broken, spec)
+        assert info.value.field == number and info.value.offset == span[1], (info.value, span)
 
     check()
 

@@ -31,6 +31,7 @@ Vocabulary (all per field, never per dialect, because real dialects mix them):
 from __future__ import annotations
 
 import re
+import string
 from binascii import Error as BinasciiError
 from binascii import hexlify, unhexlify
 from collections.abc import Callable
@@ -90,6 +91,9 @@ class FieldSpec:
     pad: str = "left0"
     prefix_bytes: int = 0
     composite: Any = None  # iso8583.composite.Composite | None
+    #: (prefix size, prefix encodings by length, length by prefix bytes, max value units) of a
+    #: variable field, for generated plans (:mod:`iso8583.plans`); None for fixed/composite fields.
+    layout: Any = field(default=None, repr=False, compare=False)
     encode: Encoder = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     decode: Decoder = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
@@ -180,10 +184,59 @@ def _show(fs: FieldSpec, found: Any) -> str:
     return text if len(text) <= 48 else text[:45] + "..."
 
 
-def _dec_error(fs: FieldSpec, offset: int, expected: str, found: Any) -> DecodeError:
-    shown = _show(fs, found)
-    return DecodeError(f"expected {expected} at offset {offset}, found {shown}", field=fs.number,
-                       offset=offset, expected=expected, found=shown)
+def _first_bad(fs: FieldSpec, raw: bytes) -> tuple[int, str] | None:
+    """(byte index, description) of the first byte that breaks ``fs``'s format, or None.
+
+    Decode errors name this one byte rather than quoting the data: after a corrupted length the
+    bytes under the cursor may belong to a neighbouring PAN, track or PIN block field.
+    """
+    if fs.type == "b":
+        if fs.encoding == "binary":
+            return None
+        text = raw.decode("latin-1" if fs.encoding == "ascii" else "cp500")
+        for i, ch in enumerate(text):
+            if ch not in string.hexdigits:
+                return i, f"{ch!r} (not a hex digit)"
+        return None
+    if fs.encoding == "bcd":
+        start = 0
+        if fs.type == "x+n":
+            if not raw or raw[0] not in b"CD":
+                return 0, f"0x{raw[0]:02X} (not a sign 'C'/'D')" if raw else None
+            start = 1
+        ok = "0123456789d" if fs.type == "z" else "0123456789"
+        for i in range(start, len(raw)):
+            for nibble in f"{raw[i]:02x}":
+                if nibble not in ok and nibble != fs.pad[-1].lower():
+                    return i, f"0x{raw[i]:02X} (nibble {nibble.upper()} is not a digit)"
+        return None  # only a misplaced pad nibble: the description says where pads go
+    text = raw.decode("latin-1" if fs.encoding == "ascii" else "cp500")
+    check = _str_check(fs)
+    if fs.type == "x+n":
+        if not text or text[0] not in "CD":
+            return (0, f"{text[0]!r} (not a sign 'C'/'D')") if text else None
+        for i, ch in enumerate(text[1:], 1):
+            if not (ch.isdigit() and ch.isascii()):
+                return i, f"{ch!r} (not a digit)"
+        return None
+    for i, ch in enumerate(text):
+        if not check(ch):
+            return i, f"{ch!r} (0x{raw[i]:02X})"
+    return None
+
+
+def _dec_error(fs: FieldSpec, offset: int, expected: str, raw: bytes) -> DecodeError:
+    bad = _first_bad(fs, raw)
+    if bad is None:
+        shown = f"{len(raw)} bytes that do not fit"
+        return DecodeError(f"expected {expected} at offset {offset}, found {shown}", field=fs.number,
+                           offset=offset, expected=expected, found=shown)
+    index, what = bad
+    if fs.number in _ERROR_MASKED or (isinstance(fs.number, str) and
+                                      int(str(fs.number).split(".")[0] or 0) in _ERROR_MASKED):
+        what = "a byte that does not fit (value masked)"
+    return DecodeError(f"expected {expected} at offset {offset}, found {what} at offset {offset + index}",
+                       field=fs.number, offset=offset, expected=expected, found=what)
 
 
 def _enc_error(fs: FieldSpec, expected: str, found: Any) -> EncodeError:
@@ -438,7 +491,9 @@ def _compile_fixed(fs: FieldSpec, codec: _DataCodec) -> tuple[Encoder, Decoder]:
     size = _units_to_bytes(fs)(units)
     data_enc, data_dec = codec.enc, codec.dec
     unit_name = _unit_name(fs)
-    expected_desc = f"{fs.max} {unit_name} ({_DESCRIBE_CLASS[fs.type]}, {fs.encoding})"
+    cls_desc = _DESCRIBE_CLASS[fs.type]
+    expected_desc = (f"{fs.max} {unit_name} ({fs.encoding})" if cls_desc == unit_name
+                     else f"{fs.max} {unit_name} of {cls_desc} ({fs.encoding})")
 
     def encode(value: Any) -> bytes:
         raw, n = data_enc(value)
@@ -585,6 +640,7 @@ def _compile_variable(fs: FieldSpec, codec: _DataCodec) -> tuple[Encoder, Decode
 
     slow_decode = _compile_variable_generic_decode(fs, codec, plen, pdec, by_bytes, to_bytes,
                                                    count_name, cls_desc, prefix_desc, hex_b)
+    fs.layout = (plen, penc, pdec, max_units)
     return _fast_variable(fs, encode, slow_decode, plen, penc, pdec, max_units, by_bytes)
 
 

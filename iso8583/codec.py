@@ -266,12 +266,13 @@ def _blame_encode(steps: tuple[tuple[int, Any], ...], fields: dict[int, Any]) ->
 
 
 def decode(data: bytes, spec: Spec | str) -> Message:
-    """The :class:`Message` in ``data`` (starting at the MTI). Only :class:`DecodeError` escapes."""
+    """The :class:`Message` in ``data`` (starting at the MTI).
+
+    Whatever ``data`` holds, only :class:`DecodeError` escapes (with ``field`` and ``offset``); an
+    unknown or malformed ``spec`` raises :class:`SpecError`.
+    """
     if spec.__class__ is not Spec:
-        try:
-            spec = load_spec(spec)
-        except Exception as exc:
-            raise DecodeError(f"cannot load spec: {exc}") from None
+        spec = load_spec(spec)  # a bad spec is the caller's bug: SpecError, not DecodeError
     codec = spec._codec or _codec_for(spec)
     if data.__class__ is not bytes:
         if isinstance(data, (bytearray, memoryview)):

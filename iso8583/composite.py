@@ -107,6 +107,49 @@ def compile_composite(fs: FieldSpec) -> None:
             raise _reraise(exc, fs, pos + data_start, scale) from None
 
     fs.encode, fs.decode = encode, decode
+    if comp.kind == "positional" and fs.type != "b" and all(
+            sub.fixed and sub.type == fs.type and sub.encoding == "ascii" and sub.type != "x+n"
+            for sub in comp.subfields.values()):
+        fs.encode, fs.decode = _fast_positional(comp, encode, decode, base_enc, base_dec)
+
+
+def _fast_positional(comp: Composite, slow_encode: Any, slow_decode: Any, base_enc: Any, base_dec: Any):
+    """Positional composite whose subfields are fixed and of the parent's own type (UnionPay 60: n in n):
+    the parent's check covers every subfield's character class, so subfields are just slices."""
+    layout = [(key, sub.max) for key, sub in comp.subfields.items()]
+
+    def encode(value: Any) -> bytes:
+        if value.__class__ is dict:
+            parts = []
+            for key, size in layout:
+                item = value.get(key)
+                if item is None:
+                    break
+                if item.__class__ is not str or len(item) != size:
+                    return slow_encode(value)
+                parts.append(item)
+            if len(parts) == len(value):
+                return base_enc("".join(parts))
+        return slow_encode(value)
+
+    def decode(data: bytes, pos: int) -> tuple[Any, int]:
+        text, end = base_dec(data, pos)
+        out = {}
+        offset = 0
+        total = len(text)
+        for key, size in layout:
+            if offset >= total:
+                break
+            nxt = offset + size
+            if nxt > total:
+                return slow_decode(data, pos)
+            out[key] = text[offset:nxt]
+            offset = nxt
+        if offset != total:
+            return slow_decode(data, pos)
+        return out, end
+
+    return encode, decode
 
 
 def _order(fs: FieldSpec, value: dict, keymap: dict[Any, str], comp: Composite) -> list[tuple[str, Any]]:

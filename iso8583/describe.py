@@ -2,7 +2,7 @@
 
 What a support engineer pastes into a ticket, what ``posfault decode`` prints, what traces show.
 Masking follows :mod:`iso8583.mask`: PAN first 6 / last 4, track data, PIN block (52), field 53,
-MACs (64/128) and keys shown only as lengths; field 55 is broken into its EMV tags (via
+MACs (64/128) and field 62 (working keys on sign-on) shown only as lengths; field 55 is broken into its EMV tags (via
 :mod:`iso8583.tlv` when available) with the sensitive tags (5A, 57, 5F20, 9F1F, ...) masked; composite
 fields get one indented line per subfield. Free text is scrubbed of anything that looks like a PAN.
 """
@@ -70,6 +70,9 @@ def describe(msg: Message, spec: Spec | str | None = None) -> str:
         if number == 55 and isinstance(value, (bytes, bytearray)):
             lines.append(_line(label, f"{len(value)} bytes"))
             lines.extend(_icc_lines(value, "       "))
+            continue
+        if number == 62 and isinstance(value, (bytes, bytearray, str)):  # working keys on sign-on
+            lines.append(_line(label, f"<masked {len(value)} {'bytes' if not isinstance(value, str) else 'chars'}>"))
             continue
         lines.append(_line(label, mask_value(number, value)))
     return "\n".join(lines)

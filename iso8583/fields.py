@@ -31,6 +31,7 @@ Vocabulary (all per field, never per dialect, because real dialects mix them):
 from __future__ import annotations
 
 import re
+import string
 from binascii import Error as BinasciiError
 from binascii import hexlify, unhexlify
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DecodeError, EncodeError, SpecError
-from .mask import PAN_FIELDS, SECRET_FIELDS, mask_value
+from .mask import PAN_FIELDS, SECRET_FIELDS, mask_value, scrub_text
 
 TYPES = ("n", "a", "an", "ans", "as", "ns", "b", "z", "x+n")
 LENGTH_DIGITS = {"fixed": 0, "L": 1, "LL": 2, "LLL": 3, "LLLL": 4}
@@ -90,6 +91,9 @@ class FieldSpec:
     pad: str = "left0"
     prefix_bytes: int = 0
     composite: Any = None  # iso8583.composite.Composite | None
+    #: (prefix size, prefix encodings by length, length by prefix bytes, max value units) of a
+    #: variable field, for generated plans (:mod:`iso8583.plans`); None for fixed/composite fields.
+    layout: Any = field(default=None, repr=False, compare=False)
     encode: Encoder = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     decode: Decoder = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
@@ -162,23 +166,77 @@ class FieldSpec:
 # ------------------------------------------------------------------------------------------------
 # helpers for error text
 # ------------------------------------------------------------------------------------------------
+#: Fields whose raw bytes never appear in error text: the masked ones, plus 55 (ICC data holds the
+#: PAN in tag 5A and track 2 in tag 57) and 62 (working keys on sign-on).
+_ERROR_MASKED = SECRET_FIELDS | PAN_FIELDS | {55, 62}
+
+
 def _show(fs: FieldSpec, found: Any) -> str:
     """Found-value text for an error message: masked for sensitive fields, short otherwise."""
-    number = fs.number if isinstance(fs.number, int) else None
-    if fs.sensitive or (isinstance(fs.number, str) and fs.number.split(".")[0] in ("2", "35", "52", "64")):
-        if isinstance(found, (bytes, bytearray)):
-            return f"<{len(found)} bytes masked>"
-        if isinstance(found, str):
-            return mask_value(number if number in PAN_FIELDS else 35, found)
+    top = fs.number if isinstance(fs.number, int) else int(str(fs.number).split(".")[0] or 0)
+    if top in _ERROR_MASKED:
+        if isinstance(found, str) and top in PAN_FIELDS and fs.number == top:
+            return mask_value(top, found)
+        if isinstance(found, (bytes, bytearray, str)):
+            return f"<{len(found)} {'bytes' if isinstance(found, (bytes, bytearray)) else 'chars'} masked>"
         return f"<{type(found).__name__} masked>"
-    text = repr(found)
+    text = scrub_text(repr(found))
     return text if len(text) <= 48 else text[:45] + "..."
 
 
-def _dec_error(fs: FieldSpec, offset: int, expected: str, found: Any) -> DecodeError:
-    shown = _show(fs, found)
-    return DecodeError(f"expected {expected} at offset {offset}, found {shown}", field=fs.number,
-                       offset=offset, expected=expected, found=shown)
+def _first_bad(fs: FieldSpec, raw: bytes) -> tuple[int, str] | None:
+    """(byte index, description) of the first byte that breaks ``fs``'s format, or None.
+
+    Decode errors name this one byte rather than quoting the data: after a corrupted length the
+    bytes under the cursor may belong to a neighbouring PAN, track or PIN block field.
+    """
+    if fs.type == "b":
+        if fs.encoding == "binary":
+            return None
+        text = raw.decode("latin-1" if fs.encoding == "ascii" else "cp500")
+        for i, ch in enumerate(text):
+            if ch not in string.hexdigits:
+                return i, f"{ch!r} (not a hex digit)"
+        return None
+    if fs.encoding == "bcd":
+        start = 0
+        if fs.type == "x+n":
+            if not raw or raw[0] not in b"CD":
+                return 0, f"0x{raw[0]:02X} (not a sign 'C'/'D')" if raw else None
+            start = 1
+        ok = "0123456789d" if fs.type == "z" else "0123456789"
+        for i in range(start, len(raw)):
+            for nibble in f"{raw[i]:02x}":
+                if nibble not in ok and nibble != fs.pad[-1].lower():
+                    return i, f"0x{raw[i]:02X} (nibble {nibble.upper()} is not a digit)"
+        return None  # only a misplaced pad nibble: the description says where pads go
+    text = raw.decode("latin-1" if fs.encoding == "ascii" else "cp500")
+    check = _str_check(fs)
+    if fs.type == "x+n":
+        if not text or text[0] not in "CD":
+            return (0, f"{text[0]!r} (not a sign 'C'/'D')") if text else None
+        for i, ch in enumerate(text[1:], 1):
+            if not (ch.isdigit() and ch.isascii()):
+                return i, f"{ch!r} (not a digit)"
+        return None
+    for i, ch in enumerate(text):
+        if not check(ch):
+            return i, f"{ch!r} (0x{raw[i]:02X})"
+    return None
+
+
+def _dec_error(fs: FieldSpec, offset: int, expected: str, raw: bytes) -> DecodeError:
+    bad = _first_bad(fs, raw)
+    if bad is None:
+        shown = f"{len(raw)} bytes that do not fit"
+        return DecodeError(f"expected {expected} at offset {offset}, found {shown}", field=fs.number,
+                           offset=offset, expected=expected, found=shown)
+    index, what = bad
+    if fs.number in _ERROR_MASKED or (isinstance(fs.number, str) and
+                                      int(str(fs.number).split(".")[0] or 0) in _ERROR_MASKED):
+        what = "a byte that does not fit (value masked)"
+    return DecodeError(f"expected {expected} at offset {offset}, found {what} at offset {offset + index}",
+                       field=fs.number, offset=offset, expected=expected, found=what)
 
 
 def _enc_error(fs: FieldSpec, expected: str, found: Any) -> EncodeError:
@@ -222,10 +280,19 @@ def _prefix_bytes(fs: FieldSpec, value: int) -> bytes:
     return value.to_bytes(size, "big")
 
 
+_PREFIX_TABLES: dict[tuple[str, str, int, int], tuple[list[bytes], dict[bytes, int]]] = {}
+
+
 def _prefix_tables(fs: FieldSpec, max_prefix: int) -> tuple[list[bytes], dict[bytes, int]]:
-    """All valid prefixes for 0..max_prefix, both directions (lookup beats parsing + validating)."""
-    enc = [_prefix_bytes(fs, n) for n in range(max_prefix + 1)]
-    return enc, {b: n for n, b in enumerate(enc)}
+    """All valid prefixes for 0..max_prefix, both directions (lookup beats parsing + validating).
+
+    Shared between fields with the same prefix layout (read-only), so loading a spec stays cheap."""
+    key = (fs.prefix, fs.length, _prefix_size(fs), max_prefix)
+    tables = _PREFIX_TABLES.get(key)
+    if tables is None:
+        enc = [_prefix_bytes(fs, n) for n in range(max_prefix + 1)]
+        tables = _PREFIX_TABLES[key] = (enc, {b: n for n, b in enumerate(enc)})
+    return tables
 
 
 # ------------------------------------------------------------------------------------------------
@@ -424,7 +491,9 @@ def _compile_fixed(fs: FieldSpec, codec: _DataCodec) -> tuple[Encoder, Decoder]:
     size = _units_to_bytes(fs)(units)
     data_enc, data_dec = codec.enc, codec.dec
     unit_name = _unit_name(fs)
-    expected_desc = f"{fs.max} {unit_name} ({_DESCRIBE_CLASS[fs.type]}, {fs.encoding})"
+    cls_desc = _DESCRIBE_CLASS[fs.type]
+    expected_desc = (f"{fs.max} {unit_name} ({fs.encoding})" if cls_desc == unit_name
+                     else f"{fs.max} {unit_name} of {cls_desc} ({fs.encoding})")
 
     def encode(value: Any) -> bytes:
         raw, n = data_enc(value)
@@ -571,6 +640,7 @@ def _compile_variable(fs: FieldSpec, codec: _DataCodec) -> tuple[Encoder, Decode
 
     slow_decode = _compile_variable_generic_decode(fs, codec, plen, pdec, by_bytes, to_bytes,
                                                    count_name, cls_desc, prefix_desc, hex_b)
+    fs.layout = (plen, penc, pdec, max_units)
     return _fast_variable(fs, encode, slow_decode, plen, penc, pdec, max_units, by_bytes)
 
 

@@ -14,10 +14,12 @@ random bitmaps (fuzzing, a hostile peer) never pays for code generation.
 
 from __future__ import annotations
 
+from binascii import Error as BinasciiError
+from binascii import hexlify, unhexlify
 from collections.abc import Callable
 from typing import Any
 
-from .fields import FieldSpec
+from .fields import FieldSpec, _str_check
 
 COMPILE_AFTER = 2
 
@@ -27,16 +29,28 @@ EncodePlan = Callable[[dict[int, Any], list[bytes]], None]
 
 def _kind(fs: FieldSpec) -> str:
     """Which inline template a field gets ('' = call its closure)."""
-    if fs.composite is not None or not fs.fixed:
+    if fs.composite is not None:
+        return ""
+    if not fs.fixed:
+        if fs.layout is None:
+            return ""
+        if fs.encoding == "ascii" and fs.type in ("n", "ans"):
+            return "var_" + fs.type
+        if fs.type == "b" and fs.encoding == "binary":
+            return "var_binary"
         return ""
     if fs.type == "n" and fs.encoding == "ascii":
         return "ascii_n"
     if fs.type == "ans" and fs.encoding == "ascii":
         return "ascii_ans"
+    if fs.type in ("a", "an", "as", "ns", "z") and fs.encoding == "ascii":
+        return "ascii_text"
     if fs.type == "n" and fs.encoding == "bcd" and (fs.max % 2 == 0 or fs.pad.endswith("0")):
         return "bcd_n"
     if fs.type == "b" and fs.encoding == "binary":
         return "binary"
+    if fs.type == "b" and fs.encoding == "ascii":
+        return "hex_b"
     return ""
 
 
@@ -105,9 +119,39 @@ def compile_decoder(steps: tuple[tuple[int, Any], ...], fields: dict[int, FieldS
             n, fs = group[0]
             lines += [f"    e = p + {fs.max}", "    r = data[p:e]", f"    if len(r) == {fs.max}:",
                       f"        v[{n}] = r", "        p = e", "    else:", *calls]
+        elif kind == "ascii_text":
+            n, fs = group[0]
+            ns[f"C{n}"] = _str_check(fs)
+            lines += [f"    e = p + {fs.max}", "    t = data[p:e].decode('latin-1')",
+                      f"    if len(t) == {fs.max} and C{n}(t):", f"        v[{n}] = t", "        p = e",
+                      "    else:", *calls]
+        elif kind == "hex_b":
+            n, fs = group[0]
+            size = 2 * fs.max
+            lines += [f"    e = p + {size}", "    r = data[p:e]", "    try:",
+                      f"        x = unhexlify(r) if len(r) == {size} else None", "    except BinasciiError:",
+                      "        x = None", "    if x is not None:", f"        v[{n}] = x", "        p = e",
+                      "    else:", *calls]
+        elif kind.startswith("var_"):
+            n, fs = group[0]
+            plen, _penc, pdec, _max_units = fs.layout
+            ns[f"PD{n}"] = pdec
+            lines += [f"    s = p + {plen}", f"    k = PD{n}.get(data[p:s])", "    r = data[s:s + k] if k is not None else None",
+                      "    if r is not None and len(r) == k:"]
+            if kind == "var_n":
+                lines += ["        if r.isdigit() or not k:", f"            v[{n}] = r.decode()", "            p = s + k",
+                          "        else:", "    " + calls[0]]
+            elif kind == "var_ans":
+                lines += ["        t = r.decode('latin-1')", "        if t.isascii() and t.isprintable():",
+                          f"            v[{n}] = t", "            p = s + k", "        else:", "    " + calls[0]]
+            else:
+                lines += [f"        v[{n}] = r", "        p = s + k"]
+            lines += ["    else:", *calls]
         else:
             lines += [c[4:] for c in calls]
     lines.append("    return v, p")
+    ns["unhexlify"] = unhexlify
+    ns["BinasciiError"] = BinasciiError
     exec(compile("\n".join(lines), "<iso8583 decode plan>", "exec"), ns)  # source generated from our own spec data only
     return ns["plan"]
 
@@ -146,7 +190,31 @@ def compile_encoder(steps: tuple[tuple[int, Any], ...], fields: dict[int, FieldS
             n, fs = group[0]
             lines += [f"    if x{n}.__class__ is bytes and len(x{n}) == {fs.max}:", f"        A(x{n})", "    else:",
                       *calls]
+        elif kind == "ascii_text":
+            n, fs = group[0]
+            ns[f"C{n}"] = _str_check(fs)
+            lines += [f"    if x{n}.__class__ is str and len(x{n}) == {fs.max} and C{n}(x{n}):",
+                      f"        A(x{n}.encode())", "    else:", *calls]
+        elif kind == "hex_b":
+            n, fs = group[0]
+            lines += [f"    if x{n}.__class__ is bytes and len(x{n}) == {fs.max}:", f"        A(hexlify(x{n}).upper())",
+                      "    else:", *calls]
+        elif kind.startswith("var_"):
+            n, fs = group[0]
+            _plen, penc, _pdec, max_units = fs.layout
+            ns[f"PE{n}"] = penc
+            if kind == "var_n":
+                cond = f"x{n}.__class__ is str and len(x{n}) <= {max_units} and x{n}.isdigit() and x{n}.isascii()"
+                emit = [f"        A(PE{n}[len(x{n})])", f"        A(x{n}.encode())"]
+            elif kind == "var_ans":
+                cond = f"x{n}.__class__ is str and len(x{n}) <= {max_units} and x{n}.isascii() and x{n}.isprintable()"
+                emit = [f"        A(PE{n}[len(x{n})])", f"        A(x{n}.encode())"]
+            else:
+                cond = f"x{n}.__class__ is bytes and len(x{n}) <= {max_units}"
+                emit = [f"        A(PE{n}[len(x{n})])", f"        A(x{n})"]
+            lines += [f"    if {cond}:", *emit, "    else:", *calls]
         else:
             lines += [c[4:] for c in calls]
+    ns["hexlify"] = hexlify
     exec(compile("\n".join(lines), "<iso8583 encode plan>", "exec"), ns)  # source generated from our own spec data only
     return ns["plan"]

@@ -318,8 +318,11 @@ def from_pyiso8583(spec: Mapping[str, Any], name: str = "pyiso8583") -> dict[str
             entry["length"] = "LL" if len_type == 1 else "LLLL"
             entry["prefix"] = "binary"
             entry["prefix_bytes"] = len_type
-        pad = (fdef.get("left_pad") and "left" + fdef["left_pad"][:1].upper().replace("0", "0")) or \
-              (fdef.get("right_pad") and "right" + fdef["right_pad"][:1].upper())
+        pad = ""
+        if fdef.get("left_pad"):
+            pad = "left" + str(fdef["left_pad"])[:1].upper()
+        elif fdef.get("right_pad"):
+            pad = "right" + str(fdef["right_pad"])[:1].upper()
         kind = fdef.get("type")
         if data_enc == "binary":
             if kind in ("n", "z") or (kind is None and count == "nibbles"):
@@ -328,7 +331,9 @@ def from_pyiso8583(spec: Mapping[str, Any], name: str = "pyiso8583") -> dict[str
                 entry["count"] = "nibbles" if count == "nibbles" else "bytes"
                 entry["max"] = max_len if count == "nibbles" else max_len * 2
                 if pad:
-                    entry["pad"] = pad if pad[-1] in "0F" else "left0"
+                    if pad[-1] not in "0F":
+                        raise SpecError(f"{where}: pad nibble must be 0 or F, got {pad[-1]!r}")
+                    entry["pad"] = pad
             else:
                 entry["type"] = "b"
                 entry["encoding"] = "binary"

@@ -47,7 +47,7 @@ ALPHABETS = {
 COMMON_MTIS = ("0100", "0110", "0200", "0210", "0220", "0230", "0320", "0330", "0400", "0401", "0410",
                "0500", "0510", "0800", "0810", "0820", "0830", "1200", "1210", "1420", "1804")
 
-_CACHE: dict[tuple[int, int], st.SearchStrategy[Any]] = {}
+_CACHE: dict[tuple[int, int], tuple[FieldSpec, st.SearchStrategy[Any]]] = {}
 
 
 def _lengths(fs: FieldSpec, long_cap: int) -> st.SearchStrategy[int]:
@@ -66,8 +66,8 @@ def field_values(fs: FieldSpec, long_cap: int = 48) -> st.SearchStrategy[Any]:
     """Valid values for one field spec (composite fields give dicts of subfield values)."""
     key = (id(fs), long_cap)
     cached = _CACHE.get(key)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] is fs:
+        return cached[1]
     if fs.composite is not None:
         strategy = _composite_values(fs, long_cap)
     elif fs.type == "b":
@@ -80,7 +80,7 @@ def field_values(fs: FieldSpec, long_cap: int = 48) -> st.SearchStrategy[Any]:
         if fs.type == "z" and fs.encoding == "bcd":
             alphabet = string.digits + "="  # '=' and 'D' are the same nibble; '=' is canonical
         strategy = _lengths(fs, long_cap).flatmap(lambda n: st.text(alphabet, min_size=n, max_size=n))
-    _CACHE[key] = strategy
+    _CACHE[key] = (fs, strategy)  # holding fs keeps its id from being reused by another spec
     return strategy
 
 

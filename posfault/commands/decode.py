@@ -64,53 +64,53 @@ def read_input(text: str) -> bytes:
 
 
 def strip_length(data: bytes, spec: Spec) -> bytes:
-    """Remove the dialect's length header (``[wire] length``), checking it against the data."""
-    kind = str(spec.wire.get("length", "none"))
-    sizes = {"ascii4": 4, "binary2": 2, "bcd2": 2, "binary4": 4, "none": 0}
-    if kind not in sizes:
-        raise ValueError(f"dialect {spec.name}: unknown length header kind {kind!r}")
-    size = sizes[kind]
-    head, body = data[:size], data[size:]
-    if len(head) < size:
-        raise DecodeError(f"expected a {size}-byte {kind} length header, found {len(head)} bytes", offset=0)
-    if kind.startswith("ascii"):
-        if not head.isdigit():
-            raise DecodeError(f"expected a {kind} length header, found {head!r}", offset=0)
-        declared = int(head)
-    elif kind.startswith("bcd"):
-        declared = int(head.hex()) if head.hex().isdigit() else -1
-    else:
-        declared = int.from_bytes(head, "big")
-    if declared != len(body):
-        raise DecodeError(f"length header says {declared} bytes, {len(body)} follow", offset=0,
-                          expected=str(declared), found=str(len(body)))
-    return body
+    """``data`` without the dialect's length header, checked against the bytes that follow."""
+    return unframe(data, spec, "length", envelope=False)[0]
 
 
 def strip_envelope(data: bytes, spec: Spec) -> tuple[bytes, list[str]]:
-    """Remove TPDU and application header (``[wire] tpdu``/``header``); returns their description."""
+    """``data`` without the dialect's TPDU/application header, and their description."""
+    return unframe(data, spec, "frame")
+
+
+def unframe(data: bytes, spec: Spec, framing: str, *, envelope: bool = True) -> tuple[bytes, list[str]]:
+    """The message bytes (from the MTI) of ``data``, using the dialect's ``[wire]`` table via
+    :class:`iso8583.wire.Wire`: ``length`` strips and checks the length header, ``frame``/``length``
+    strip the TPDU and application header. Returns notes describing what was stripped."""
+    if framing == "none":
+        return data, []
+    from iso8583.wire import Wire
+
+    wire = Wire(spec)
     notes = []
-    pos = 0
-    for key, label in (("tpdu", "TPDU"), ("header", "application header")):
-        template = spec.wire.get(key)
-        if template:
-            size = len(str(template)) // 2
-            part = data[pos:pos + size]
-            if len(part) < size:
-                raise DecodeError(f"expected a {size}-byte {label}, found {len(part)} bytes", offset=pos)
-            notes.append(f"{label}: {part.hex().upper()}")
-            pos += size
-    return data[pos:], notes
+    if framing == "length":
+        size = wire.prefix.size
+        declared = wire.prefix.parse(data[:size], offset=0)
+        body = data[size:]
+        if declared != len(body):
+            raise DecodeError(f"{wire.prefix.kind} length header says {declared} bytes, {len(body)} follow",
+                              offset=0, expected=str(declared), found=str(len(body)))
+        notes.append(f"length header ({wire.prefix.kind}): {declared}")
+        data = body
+    if envelope and wire.envelope is not None:
+        from iso8583.framing import Envelope
+
+        if len(data) < wire.envelope.size:
+            raise DecodeError(f"frame of {len(data)} bytes is shorter than its {wire.envelope.size}-byte "
+                              "TPDU/application header", offset=0)
+        env = Envelope.parse(data, tpdu=wire.tpdu is not None, header=wire.app_header is not None)
+        if env.tpdu is not None:
+            notes.append(f"TPDU: {env.tpdu}")
+        if env.header is not None:
+            notes.append(f"application header: {env.header}")
+        data = data[wire.envelope.size:]
+    return data, notes
 
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.dialect)
     data = read_input(args.input)
-    notes: list[str] = []
-    if args.framing == "length":
-        data = strip_length(data, spec)
-    if args.framing in ("frame", "length"):
-        data, notes = strip_envelope(data, spec)
+    data, notes = unframe(data, spec, args.framing)
     msg = decode(data, spec)
     print(f"dialect {spec.name}, {len(data)} bytes")
     for note in notes:

@@ -144,3 +144,27 @@ def test_decode_of_non_bytes_raises_decode_error(junk: object) -> None:
 def test_bytearray_and_memoryview_decode() -> None:
     data = encode(Message("0800", {70: "301"}), "iso87binary")
     assert decode(bytearray(data), "iso87binary") == decode(memoryview(data), "iso87binary")
+
+
+def test_pyiso8583_style_binary_spec_dict() -> None:
+    """A pyiso8583 spec with BCD numerics (b + nibbles + pad), binary bitmap and b fields."""
+    pyiso = {
+        "h": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 0, "max_len": 0, "desc": "Header"},
+        "t": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 2, "desc": "Message Type"},
+        "p": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8, "desc": "Bitmap"},
+        "2": {"data_enc": "b", "len_enc": "bcd", "len_type": 1, "max_len": 19, "len_count": "nibbles",
+              "right_pad": "F", "desc": "PAN"},
+        "3": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 6, "len_count": "nibbles",
+              "desc": "Processing code"},
+        "52": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8, "desc": "PIN"},
+        "62": {"data_enc": "ascii", "len_enc": "b", "len_type": 2, "max_len": 512, "desc": "Private"},
+    }
+    spec = load_spec(pyiso)
+    assert spec.mti_encoding == "bcd" and spec.bitmap_encoding == "binary"
+    assert spec.fields[2].type == "n" and spec.fields[2].pad == "rightF" and spec.fields[2].name == "PAN"
+    assert spec.fields[52].type == "b"
+    msg = Message("0200", {2: "476173900101001", 3: "000000", 52: bytes(8), 62: "x" * 300})
+    data = encode(msg, spec)
+    assert data[:12] == bytes.fromhex("0200" + "6000000000001004" + "15" + "47")
+    assert data[10:18] == bytes.fromhex("15476173900101001F"[:16])
+    assert decode(data, spec) == msg

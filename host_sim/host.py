@@ -80,7 +80,11 @@ class Host:
 
     def __init__(self, ledger: Ledger, dialect: Any = "iso87ascii", config: HostConfig | None = None, *,
                  clock: Callable[[], _dt.datetime] | None = None, events: EventSink | None = None,
-                 rng: random.Random | None = None, keys: Any = None) -> None:
+                 rng: random.Random | None = None, keys: Any = None, commit: str = "inline") -> None:
+        if commit not in ("inline", "thread"):
+            raise ValueError(f"commit must be 'inline' or 'thread', got {commit!r}")
+        self.commit_mode = commit
+        self._writing: Any = None
         self.ledger = ledger
         self.dialect = dialect
         self.family: Family = family_of(dialect)
@@ -93,6 +97,7 @@ class Host:
         self._flush_future: asyncio.Future[None] | None = None
         self._group_enabled = True
         self.stats = {"requests": 0, "responses": 0, "dropped": 0, "commits": 0}
+        ledger.on_rollback.append(self._on_rollback)
 
     # -- events ---------------------------------------------------------------------------------
     def _emit(self, kind: str, **data: Any) -> None:
@@ -102,25 +107,39 @@ class Host:
     # -- durability ------------------------------------------------------------------------------
     def _begin(self) -> None:
         if self._group_enabled and not self.ledger.in_group:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                return
             self.ledger.begin_group()
 
     async def _durable(self) -> None:
-        """Wait until every posting made so far is committed (one COMMIT per event-loop tick)."""
-        if not self.ledger.in_group:
+        """Wait until every posting made so far is committed (one commit per event-loop tick).
+
+        With ``commit="thread"`` the commit (and its fsync) runs on the ledger's writer thread while
+        the loop keeps taking requests into the next group: classic group commit. A response never
+        leaves before the commit holding its postings has returned.
+        """
+        if not self.ledger.has_pending and self._flush_future is None and self._writing is None:
             return
         if self._flush_future is None:
             loop = asyncio.get_running_loop()
             self._flush_future = loop.create_future()
-            loop.call_soon(self._flush)
+            if self._writing is None:
+                loop.call_soon(self._flush)
         await asyncio.shield(self._flush_future)
 
     def _flush(self) -> None:
+        if self._writing is not None:
+            return   # started again when the commit in flight completes
         future, self._flush_future = self._flush_future, None
         if future is None:
+            return
+        if self.commit_mode == "thread" and self.ledger.has_pending:
+            loop = asyncio.get_running_loop()
+            writing = self.ledger.commit_in_background()
+            self._writing = writing
+
+            def done(_: Any, future: asyncio.Future[None] = future, writing: Any = writing) -> None:
+                loop.call_soon_threadsafe(self._written, future, writing)
+
+            writing.add_done_callback(done)
             return
         try:
             self.ledger.commit()
@@ -132,19 +151,36 @@ class Host:
         if not future.done():
             future.set_result(None)
 
+    def _written(self, future: asyncio.Future[None], writing: Any) -> None:
+        self._writing = None
+        self.ledger.writer_done(writing)
+        self.stats["commits"] += 1
+        exc = writing.exception()
+        if not future.done():
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+        if self._flush_future is not None:   # requests that arrived during the fsync: next group
+            self._flush()
+
+    def _on_rollback(self) -> None:
+        """The ledger dropped uncommitted work: every response waiting for that commit must not leave."""
+        future, self._flush_future = self._flush_future, None
+        if future is not None and not future.done():
+            future.set_exception(ConnectionAbortedError("uncommitted work rolled back"))
+
     def crash(self) -> None:
         """Lose everything not yet committed, as a process kill would; answer nothing until restart."""
         self.crashed = True
-        future, self._flush_future = self._flush_future, None
         self.ledger.rollback()
-        if future is not None and not future.done():
-            future.set_exception(ConnectionAbortedError("host crashed before commit"))
         self._emit("crash")
 
     def restart(self, ledger: Ledger | None = None) -> None:
         """Come back from :meth:`crash` on the durable state (optionally a reopened ledger file)."""
-        if ledger is not None:
+        if ledger is not None and ledger is not self.ledger:
             self.ledger = ledger
+            ledger.on_rollback.append(self._on_rollback)
         self.crashed = False
         self._emit("restart")
 
@@ -154,7 +190,8 @@ class Host:
         if self.crashed or not msg.is_request:
             return None
         self.stats["requests"] += 1
-        self._emit("recv", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), amount=_amount_or_none(msg))
+        if self.events is not None:
+            self._emit("recv", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), amount=_amount_or_none(msg))
         loop = asyncio.get_running_loop()
         try:
             txn = classify(msg, self.family)
@@ -176,7 +213,8 @@ class Host:
                 response = self._dispatch(txn, msg)
         try:
             await self._durable()
-        except ConnectionAbortedError:
+        except Exception as exc:  # rolled back (crash, failed step or commit): nothing may be answered
+            self._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), detail=type(exc).__name__)
             return None
         if self.crashed:
             return None
@@ -186,7 +224,8 @@ class Host:
                        detail="response lost after commit" if response is not None else "no answer")
             return None
         self.stats["responses"] += 1
-        self._emit("send", mti=response.mti, stan=response.get(11), tid=response.get(41), rc=response.get(39))
+        if self.events is not None:
+            self._emit("send", mti=response.mti, stan=response.get(11), tid=response.get(41), rc=response.get(39))
         return response
 
     def handle_sync(self, msg: Message) -> Message | None:
@@ -369,18 +408,20 @@ class Host:
             return decline("51", f"available {balance} < amount {amount}")
         if txn == TxnType.SALE and self.ledger.daily_debits(pan, day) + amount > card.daily_limit:
             return decline("61", f"daily limit {card.daily_limit} exceeded")
+        extra = self._extra_for(self.ledger.next_id(), "00")
+        stored = {str(k): v for k, v in extra.items()}
         with self.ledger.step():
-            row = self.ledger.record(rc="00", extra={}, status="approved", **base)
-            extra = self._extra_for(row.id, "00")
             if txn == TxnType.PREAUTH:
+                base["hold"] = amount
+                row = self.ledger.record(rc="00", extra=stored, status="approved", **base)
                 self.ledger.post("preauth_hold", row.id, [(card_account(pan), -amount), (hold_account(pan), amount)], now)
-                self.ledger.update(row, hold=amount, extra={str(k): v for k, v in extra.items()})
             else:
+                base["cardholder_debit"] = base["merchant_credit"] = amount
+                row = self.ledger.record(rc="00", extra=stored, status="approved", **base)
                 self.ledger.post("sale", row.id, [(card_account(pan), -amount), (payable_account(mid), amount)], now)
-                self.ledger.update(row, cardholder_debit=amount, merchant_credit=amount,
-                                   extra={str(k): v for k, v in extra.items()})
-        self._emit("posting", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc="00",
-                   detail=f"{txn.value} {mask_pan(pan)} {'held' if txn == TxnType.PREAUTH else 'debited'}")
+        if self.events is not None:
+            self._emit("posting", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc="00",
+                       detail=f"{txn.value} {mask_pan(pan)} {'held' if txn == TxnType.PREAUTH else 'debited'}")
         return self._response(msg, "00", extra)
 
     def _merchant(self, mid: str) -> Merchant | None:
@@ -396,7 +437,8 @@ class Host:
             return Decision("14", "no such card")
         if card.status in STATUS_RC:
             return Decision(STATUS_RC[card.status], f"card {card.status}")
-        if card.expiry < now.strftime("%y%m") or (14 in msg and str(msg[14]) < now.strftime("%y%m")):
+        yymm = f"{now.year % 100:02d}{now.month:02d}"
+        if card.expiry < yymm or (14 in msg and str(msg[14]) < yymm):
             return Decision("54", "card expired")
         if card.pin_tries >= self.config.pin_tries:
             return Decision("75", "PIN tries exhausted")
@@ -609,8 +651,7 @@ class Host:
         return out
 
     def _closed_batches(self, tid: str) -> set[str]:
-        return {b for (b,) in self.ledger.conn.execute(
-            "SELECT batch FROM terminal_batches WHERE tid=? AND status='closed'", (tid,))}
+        return self.ledger.closed_batches(tid)
 
     def _settlement(self, txn: TxnType, msg: Message) -> Message:
         tid = str(msg.get(41, ""))

@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--tmk", help="terminal master key, hex (default: the TEST ONLY fixture TMK)")
     serve.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "OFF"),
                        help="SQLite durability: FULL survives power loss, NORMAL a process crash")
+    serve.add_argument("--commit", default="thread", choices=("thread", "inline"),
+                       help="group commit on a writer thread (default; the loop keeps serving during fsync) or inline")
     serve.add_argument("--idle-timeout", type=float, default=300.0, help="close a silent connection after N s")
     serve.add_argument("--max-connections", type=int, default=256)
     serve.add_argument("--max-seconds", type=float, default=None, help="stop after N seconds (bounded runs)")
@@ -109,7 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(json.dumps(event, default=str), file=sys.stderr, flush=True)
 
     host = Host(ledger, args.dialect, config, events=sink if args.events else None,
-                keys={"default": args.tmk} if args.tmk else None)
+                keys={"default": args.tmk} if args.tmk else None, commit=args.commit)
     try:
         asyncio.run(_run(host, args))
     finally:
@@ -153,8 +155,7 @@ async def _run(host: Any, args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await server.close()
-        if host.ledger.in_group:
-            host.ledger.commit()
+        host.ledger.commit()
 
 
 def _settle(args: argparse.Namespace) -> int:

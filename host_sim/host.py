@@ -94,7 +94,7 @@ class Host:
         self.rng = rng or random.Random(0)
         self.keys = keys  # terminal master keys (iso8583.security / fixtures/keys); loaded lazily
         self.crashed = False
-        self._flush_future: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self._group_enabled = True
         self.stats = {"requests": 0, "responses": 0, "dropped": 0, "commits": 0}
         ledger.on_rollback.append(self._on_rollback)
@@ -116,59 +116,47 @@ class Host:
         the loop keeps taking requests into the next group: classic group commit. A response never
         leaves before the commit holding its postings has returned.
         """
-        if not self.ledger.has_pending and self._flush_future is None and self._writing is None:
+        if not self.ledger.has_pending and not self._waiters and self._writing is None:
             return
-        if self._flush_future is None:
-            loop = asyncio.get_running_loop()
-            self._flush_future = loop.create_future()
-            if self._writing is None:
-                loop.call_soon(self._flush)
-        await asyncio.shield(self._flush_future)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        if not self._waiters and self._writing is None:
+            loop.call_soon(self._flush)
+        self._waiters.append(waiter)
+        await waiter
 
     def _flush(self) -> None:
         if self._writing is not None:
             return   # started again when the commit in flight completes
-        future, self._flush_future = self._flush_future, None
-        if future is None:
+        waiters, self._waiters = self._waiters, []
+        if not waiters:
             return
         if self.commit_mode == "thread" and self.ledger.has_pending:
             loop = asyncio.get_running_loop()
             writing = self.ledger.commit_in_background()
             self._writing = writing
-
-            def done(_: Any, future: asyncio.Future[None] = future, writing: Any = writing) -> None:
-                loop.call_soon_threadsafe(self._written, future, writing)
-
-            writing.add_done_callback(done)
+            writing.add_done_callback(lambda _: loop.call_soon_threadsafe(self._written, waiters, writing))
             return
         try:
             self.ledger.commit()
             self.stats["commits"] += 1
         except Exception as exc:  # the group is rolled back: nobody gets an answer
-            if not future.done():
-                future.set_exception(exc)
+            _settle(waiters, exc)
             return
-        if not future.done():
-            future.set_result(None)
+        _settle(waiters, None)
 
-    def _written(self, future: asyncio.Future[None], writing: Any) -> None:
+    def _written(self, waiters: list[asyncio.Future[None]], writing: Any) -> None:
         self._writing = None
         self.ledger.writer_done(writing)
         self.stats["commits"] += 1
-        exc = writing.exception()
-        if not future.done():
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(None)
-        if self._flush_future is not None:   # requests that arrived during the fsync: next group
+        _settle(waiters, writing.exception())
+        if self._waiters:   # requests that arrived during the fsync: the next group
             self._flush()
 
     def _on_rollback(self) -> None:
         """The ledger dropped uncommitted work: every response waiting for that commit must not leave."""
-        future, self._flush_future = self._flush_future, None
-        if future is not None and not future.done():
-            future.set_exception(ConnectionAbortedError("uncommitted work rolled back"))
+        waiters, self._waiters = self._waiters, []
+        _settle(waiters, ConnectionAbortedError("uncommitted work rolled back"))
 
     def crash(self) -> None:
         """Lose everything not yet committed, as a process kill would; answer nothing until restart."""
@@ -388,7 +376,8 @@ class Host:
 
         card = self.ledger.card(pan)
         balance = self.ledger.balance(card_account(pan))
-        user = evaluate(self.config.rules, RuleContext(txn, msg, pan, amount, tid, mid, card, balance))
+        user = evaluate(self.config.rules, RuleContext(txn, msg, pan, amount, tid, mid, card, balance)) \
+            if self.config.rules else None
         if user is not None:
             return decline(user[1], f"rule {user[0]!r}")
         if txn in (TxnType.VOID, TxnType.COMPLETION):
@@ -753,6 +742,15 @@ class Host:
 
 
 # -- pure helpers ------------------------------------------------------------------------------------
+def _settle(waiters: list[asyncio.Future[None]], exc: BaseException | None) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+
 def _iso(at: _dt.datetime) -> str:
     return at.isoformat(timespec="microseconds")
 

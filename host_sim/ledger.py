@@ -27,6 +27,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -278,6 +279,7 @@ class Ledger:
         self._conn_lock = threading.Lock()
         self.on_rollback: list[Any] = []
         self._step = _Step(self)
+        self.write_delay = 0.0
         self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
         self._reload()
@@ -398,6 +400,10 @@ class Ledger:
     def _write(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
         """One SQLite transaction holding ``batch``; raises (after ROLLBACK) if it cannot commit."""
         rows, postings, statements = batch
+        if self.write_delay:
+            # a simulated slow disk, only on the writer thread of a real-time host (``--slow-commit``):
+            # widens the window in which a crash finds committed-but-unanswered work
+            time.sleep(self.write_delay)
         with self._conn_lock:
             c = self.conn
             c.execute("BEGIN IMMEDIATE")

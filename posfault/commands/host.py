@@ -50,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="SQLite durability: FULL survives power loss, NORMAL a process crash")
     serve.add_argument("--commit", default="thread", choices=("thread", "inline"),
                        help="group commit on a writer thread (default; the loop keeps serving during fsync) or inline")
+    serve.add_argument("--slow-commit", type=float, default=0.0, metavar="SECONDS",
+                       help="simulate a slow disk: each group commit takes this much longer (thread commit only)")
     serve.add_argument("--idle-timeout", type=float, default=300.0, help="close a silent connection after N s")
     serve.add_argument("--max-connections", type=int, default=256)
     serve.add_argument("--max-seconds", type=float, default=None, help="stop after N seconds (bounded runs)")
@@ -106,6 +108,10 @@ def _serve(args: argparse.Namespace) -> int:
                         issuer_slow_delay=args.issuer_slow_delay,
                         **{name: True for name in args.switches})
     ledger = _open_ledger(args, args.synchronous)
+    if args.slow_commit:
+        if args.commit != "thread":
+            raise ValueError("--slow-commit needs --commit thread")
+        ledger.write_delay = args.slow_commit
 
     def sink(event: dict[str, Any]) -> None:
         print(json.dumps(event, default=str), file=sys.stderr, flush=True)
@@ -120,9 +126,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(host: Any, args: argparse.Namespace) -> None:
-    from iso8583.wire import Wire
-
     from host_sim.security_glue import spec_of
+    from iso8583.wire import Wire
 
     wire = Wire(spec_of(host))
     stop = asyncio.Event()

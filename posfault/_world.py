@@ -8,7 +8,13 @@ records into the oracle's plain records (times as simulation seconds).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import datetime as _dt
+import functools
+import pathlib
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from .oracle import AttemptRecord, LedgerRecord
@@ -16,11 +22,46 @@ from .oracle import AttemptRecord, LedgerRecord
 if TYPE_CHECKING:
     from .simulation import Simulation
 
-def _test_tmk_hex() -> str:
+@functools.cache
+def _test_tmk() -> bytes:
     """The TEST ONLY terminal master key both sides share (the key ceremony, done by the simulation)."""
     from iso8583.security import keys
 
-    return bytes(keys.load_test_keys().tmk).hex().upper()
+    return bytes(keys.load_test_keys().tmk)
+
+
+def _test_tmk_hex() -> str:
+    return _test_tmk().hex().upper()
+
+
+@functools.cache
+def _cards() -> dict[str, Any]:
+    from terminal_sim import load_cards
+
+    return load_cards()
+
+
+_TEMPLATES: dict[tuple[str, str], pathlib.Path] = {}
+
+
+def _ledger_template(epoch: _dt.datetime, workroot: pathlib.Path) -> pathlib.Path:
+    """A ledger file seeded with the test cards and merchants, built once per process and epoch and
+    copied for each simulation (seeding parses TOML and writes hundreds of rows)."""
+    from host_sim import fixtures as host_fixtures
+    from host_sim.ledger import Ledger
+
+    key = (epoch.isoformat(), str(workroot))
+    path = _TEMPLATES.get(key)
+    if path is None or not path.exists():
+        directory = pathlib.Path(tempfile.mkdtemp(prefix="posfault-ledger-template-", dir=workroot))
+        path = directory / "host.db"
+        ledger = Ledger.open(str(path), synchronous="OFF")
+        host_fixtures.seed(ledger, at=epoch)
+        ledger.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ledger.close()
+        atexit.register(shutil.rmtree, directory, True)
+        _TEMPLATES[key] = path
+    return path
 
 
 def _merchant_of(tid: str) -> str:
@@ -40,21 +81,20 @@ class World:
     """Owns the live terminal, journal, printer, host and ledger of one :class:`Simulation`."""
 
     def __init__(self, sim: Simulation) -> None:
-        from host_sim import fixtures as host_fixtures
         from host_sim.config import HostConfig
         from host_sim.ledger import Ledger
-        from terminal_sim import Journal, Printer, load_cards
+        from terminal_sim import Journal, Printer
         from terminal_sim.errors import PowerCut
 
         self.sim = sim
         self._PowerCut = PowerCut
-        self.cards = load_cards()
+        self.cards = _cards()
         self.mid = _merchant_of(sim.tid)
         self.ledger_path = str(sim.workdir / "host.db")
         self.journal_path = str(sim.workdir / "terminal.db")
         self._Ledger = Ledger
+        shutil.copyfile(_ledger_template(sim.epoch, sim.workdir.parent), self.ledger_path)
         self.ledger = Ledger.open(self.ledger_path, synchronous="OFF")
-        host_fixtures.seed(self.ledger, at=sim.clock())
         switches = {k: v for k, v in sim.host_switches.items() if k in HostConfig.__dataclass_fields__}
         unknown = set(sim.host_switches) - set(switches)
         if unknown:
@@ -84,7 +124,7 @@ class World:
         kwargs["use_mac"] = self.sim.mac
         return Terminal(TerminalConfig(**kwargs), journal=self.journal, connector=self.sim.connect,
                         printer=self.printer, clock=self.sim.clock, rng=self.sim.rng,
-                        events=self.sim.emit, on_step=self.sim.on_step)
+                        events=self.sim.emit, on_step=self.sim.on_step, tmk=_test_tmk())
 
     async def start(self) -> None:
         """Start of day: sign on, so that PIN blocks (and MACs, when on) have working keys."""
@@ -116,9 +156,9 @@ class World:
 
     async def crash_host(self) -> None:
         self.host.crash()
-        for link in list(self.sim._links):
+        for _term_end, host_end, _link in list(self.sim._links):
             with contextlib.suppress(Exception):
-                await link[3].reset()
+                await host_end.reset()
         await asyncio.sleep(0)
 
     def restart_host(self) -> None:
@@ -144,9 +184,9 @@ class World:
 
     async def power_cycle_terminal(self, off_for: float) -> None:
         self.pending_power_off = None
-        for link in list(self.sim._links):
+        for term_end, _host_end, _link in list(self.sim._links):
             with contextlib.suppress(Exception):
-                await link[0].close()
+                await term_end.close()
         self.sim.emit({"actor": "terminal", "kind": "power_off"})
         await asyncio.sleep(off_for)
         self.journal = self.journal.reopen()

@@ -14,7 +14,7 @@ Times are seconds of simulated time (``loop.time()`` of the run); ``None`` means
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,12 +38,15 @@ ANOMALY_TEXT = {
 DEBIT_KINDS = frozenset({"sale", "offline_sale", "completion"})
 CREDIT_KINDS = frozenset({"refund"})
 
-#: Trace event kinds that are faults injected by the fault layer or the simulation itself.
-FAULT_KINDS = frozenset({
+#: Event kinds that are faults when the network (fault layer) reports them.
+NET_FAULT_KINDS = frozenset({
     "fault", "drop", "delay", "duplicate", "corrupt", "truncate", "fragment", "reset", "blackhole",
-    "black_hole", "black-hole", "power_cut", "power-cut", "power_cycle", "crash", "host_crash",
-    "paper_out", "printer_fault",
+    "black_hole", "black-hole",
 })
+#: Event kinds that are faults whoever reports them (power, crashes, printer trouble).
+ANY_FAULT_KINDS = frozenset({"power_cut", "power-cut", "crash", "host_crash", "paper_out", "printer_fault",
+                             "print_failed"})
+NET_ACTORS = frozenset({"net", "network", "link", "proxy", "fault"})
 
 
 # -- input records --------------------------------------------------------------------------------
@@ -175,7 +178,8 @@ class Verdict:
                 f"{'merchant':>9} {'no-receipt':>10} {'merchant wait':>13}")
         rows = [head, "-" * len(head)]
         for t in self.truths:
-            wait = "never" if t.merchant_wait_s is None else duration(t.merchant_wait_s)
+            wait = (("-" if t.cardholder_debit <= 0 else "never") if t.merchant_wait_s is None
+                    else duration(t.merchant_wait_s))
             rows.append(
                 f"{t.attempt:>3} {t.kind:<12} {money(t.amount):>9} {t.outcome:<9} "
                 f"{'yes' if t.receipt else 'no':<7} {money(t.cardholder_debit):>9} "
@@ -220,8 +224,22 @@ def event_time(ev: Mapping[str, Any]) -> float:
 
 
 def is_fault_event(ev: Mapping[str, Any]) -> bool:
+    """Whether an event is an injected fault (or an incident-making behaviour), to mark and blame.
+
+    A host reporting a *detected* duplicate is not a fault; the network duplicating a message is.
+    """
+    if ev.get("fault"):
+        return True
     kind = str(ev.get("kind", "")).lower()
-    return bool(ev.get("fault")) or kind in FAULT_KINDS or kind.startswith("fault")
+    actor = str(ev.get("actor", "")).lower()
+    if kind in ANY_FAULT_KINDS:
+        return True
+    if actor == "sim":
+        return kind not in ("restart", "power_on")
+    if actor in NET_ACTORS:
+        return kind in NET_FAULT_KINDS or kind.startswith("fault")
+    # A host that commits and then loses its answer is the incident-maker of lose_response_after_commit.
+    return actor == "host" and kind == "drop"
 
 
 def format_event(ev: Mapping[str, Any]) -> str:
@@ -260,9 +278,17 @@ class Oracle:
     fault on the wire — e.g. a double charge from a careless host — still names its cause.
     """
 
-    def __init__(self, trace: Sequence[Mapping[str, Any]] = (), context: Mapping[str, Any] | None = None):
-        self.trace = list(trace)
+    def __init__(self, trace: Iterable[Mapping[str, Any]] = (), context: Mapping[str, Any] | None = None):
+        self._source = trace
+        self._trace: list[Mapping[str, Any]] | None = None
         self.context = dict(context or {})
+
+    @property
+    def trace(self) -> list[Mapping[str, Any]]:
+        """Read only when an anomaly needs evidence: a clean run never pays for it."""
+        if self._trace is None:
+            self._trace = list(self._source)
+        return self._trace
 
     def judge(self, attempts: Iterable[AttemptRecord], ledger: Iterable[LedgerRecord],
               ended_at: float, conservation: str | None = None) -> Verdict:
@@ -272,11 +298,15 @@ class Oracle:
             by_key.setdefault((rec.tid, rec.stan), []).append(rec)
         truths: list[Truth] = []
         anomalies: list[Anomaly] = []
+        since = 0.0
         for att in attempts:
             linked = [r for stan in dict.fromkeys(att.stans) for r in by_key.get((att.tid, stan), [])]
             truth = self._truth(att, linked, ended_at)
             truths.append(truth)
-            anomalies.extend(self._anomalies(att, truth, linked))
+            anomalies.extend(self._anomalies(att, truth, linked, since))
+            # Faults with no message of their own (power, crash, paper) between two attempts belong to
+            # the next one: a host that crashed while the shop was idle fails the next purchase.
+            since = max(since, att.shown_at if att.shown_at is not None else (att.started_at or since))
         return Verdict(truths, anomalies, ended_at=ended_at, conservation=conservation, context=self.context)
 
     # per-attempt truth -------------------------------------------------------------------------
@@ -331,7 +361,8 @@ class Oracle:
         return total, worst
 
     # anomalies ---------------------------------------------------------------------------------
-    def _anomalies(self, att: AttemptRecord, t: Truth, linked: list[LedgerRecord]) -> list[Anomaly]:
+    def _anomalies(self, att: AttemptRecord, t: Truth, linked: list[LedgerRecord],
+                   since: float = 0.0) -> list[Anomaly]:
         if att.sign <= 0:
             return []
         found: list[tuple[str, str]] = []
@@ -359,7 +390,7 @@ class Oracle:
         if charged and uncredited > 0:
             found.append((NOT_CREDITED, f"cardholder paid {money(t.cardholder_debit)}, merchant credited "
                                         f"{money(t.merchant_credit)} after settlement and payouts"))
-        return [Anomaly(kind, att.attempt, detail, self._evidence(att), self._cause(att, kind))
+        return [Anomaly(kind, att.attempt, detail, self._evidence(att, since), self._cause(att, kind, since))
                 for kind, detail in found]
 
     def _related(self, att: AttemptRecord, ev: Mapping[str, Any]) -> bool:
@@ -371,24 +402,24 @@ class Oracle:
             return tid is None or str(tid) == att.tid
         return False
 
-    def _evidence(self, att: AttemptRecord, limit: int = 40) -> tuple[str, ...]:
+    def _evidence(self, att: AttemptRecord, since: float, limit: int = 40) -> tuple[str, ...]:
         lines = [format_event(ev) for ev in self.trace if self._related(att, ev) or (
-            is_fault_event(ev) and self._in_window(att, ev))]
+            is_fault_event(ev) and self._in_window(att, ev, since))]
         if len(lines) > limit:
             lines = [*lines[: limit - 1], f"... {len(lines) - limit + 1} more trace lines"]
         return tuple(lines)
 
-    def _in_window(self, att: AttemptRecord, ev: Mapping[str, Any]) -> bool:
-        """A fault with no STAN of its own (power cut, host crash) belongs to the attempt in flight."""
+    def _in_window(self, att: AttemptRecord, ev: Mapping[str, Any], since: float) -> bool:
+        """A fault with no STAN of its own (power cut, host crash, paper out) belongs to the attempt in
+        flight, or to the next one when it happened between two attempts."""
         if ev.get("stan") is not None or ev.get("attempt") is not None:
             return False
-        start = att.started_at if att.started_at is not None else 0.0
         stop = att.shown_at if att.shown_at is not None else float("inf")
-        return start <= event_time(ev) <= stop + 1e-9
+        return since <= event_time(ev) <= stop + 1e-9
 
-    def _cause(self, att: AttemptRecord, kind: str) -> str:
+    def _cause(self, att: AttemptRecord, kind: str, since: float) -> str:
         faults = [ev for ev in self.trace if is_fault_event(ev) and (
-            self._related(att, ev) or self._in_window(att, ev))]
+            self._related(att, ev) or self._in_window(att, ev, since))]
         parts = []
         for ev in faults[:4]:
             what = str(ev.get("fault") or ev.get("kind"))

@@ -48,8 +48,6 @@ PROFILES = ("correct", "reversal_not_persisted", "no_reversal_on_timeout", "late
 HOST_SWITCHES = ("lose_response_after_commit", "no_duplicate_detection", "ignore_unknown_reversal",
                  "skip_payout_retries")
 POWER_STEPS = ("before-send", "after-send", "after-response", "before-print", "after-print")
-FAULT_ACTIONS = ("drop", "delay", "duplicate", "corrupt", "truncate", "reset", "blackhole")
-DIRECTIONS = ("to_host", "to_terminal")
 #: The terminal of the first test merchant (fixtures/cards/merchants.toml); others select their merchant.
 DEFAULT_TID = "10000001"
 
@@ -67,11 +65,6 @@ STEP_ARGS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "wait": {"seconds": ((int, float), True)},
     "quiesce": {},
     "fix_merchant": {"merchant": ((str,), False)},
-}
-FAULT_KEYS: dict[str, tuple[type, ...]] = {
-    "action": (str,), "direction": (str,), "mti": (str,), "nth": (int,), "count": (int,),
-    "seconds": (int, float), "jitter": (int, float), "field": (int,), "probability": (int, float),
-    "after": (int, float), "until": (int, float), "times": (int,), "stan": (str,),
 }
 TRUTH_KEYS = {"attempt": (int,), "outcome": (str,), "receipt": (bool,), "cardholder_debit": (str, int),
               "merchant_credit": (str, int)}
@@ -266,25 +259,19 @@ def parse_money(value: Any, where: str) -> int:
 
 
 def _fault(table: Mapping[str, Any], index: int, where: str) -> dict[str, Any]:
-    what = f"[[faults]] #{index}"
-    _only(table, set(FAULT_KEYS), where, what)
-    out: dict[str, Any] = {}
-    for key, types in FAULT_KEYS.items():
-        value = _typed(table, key, types, where, what, required=key == "action")
-        if value is not None:
-            out[key] = value
-    if out["action"] not in FAULT_ACTIONS:
-        raise ScenarioError(f"{where}: {what} action = {out['action']!r}: expected one of {list(FAULT_ACTIONS)}")
-    if "direction" in out and out["direction"] not in DIRECTIONS:
-        raise ScenarioError(f"{where}: {what} direction = {out['direction']!r}: expected one of {list(DIRECTIONS)}")
-    mti = out.get("mti")
-    if mti is not None and not (len(mti) == 4 and mti.isdigit()):
-        raise ScenarioError(f"{where}: {what} mti = {mti!r}: expected 4 digits such as \"0210\"")
-    if out.get("nth", 1) < 1:
-        raise ScenarioError(f"{where}: {what} nth = {out['nth']}: counts from 1 (the first matching message)")
-    if out["action"] in ("delay", "blackhole") and "seconds" not in out:
-        raise ScenarioError(f"{where}: {what}: action {out['action']!r} needs seconds = ...")
-    return out
+    """A fault rule in the fault layer's own vocabulary (posfault.faults.Rule.from_dict validates it)."""
+    from .faults import FaultRuleError, Rule
+
+    what = f"{where}: [[faults]] #{index}"
+    try:
+        Rule.from_dict(table, what)
+    except FaultRuleError as exc:
+        raise ScenarioError(str(exc)) from None
+    if table.get("action") == "delay" and "seconds" not in table:
+        raise ScenarioError(f"{what}: action 'delay' needs seconds = ...")
+    if table.get("action") == "blackhole" and "duration" not in table:
+        raise ScenarioError(f"{what}: action 'blackhole' needs duration = ...")
+    return dict(table)
 
 
 def _step(table: Mapping[str, Any], index: int, where: str) -> Step:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import os
 import pathlib
 import random
 import tempfile
@@ -29,11 +30,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from iso8583.channels import ChannelClosed, memory
-
+from . import faults as _faults
 from .clock import DEFAULT_EPOCH, VirtualClock, new_virtual_loop
 from .oracle import AttemptRecord, LedgerRecord, Oracle, Verdict
+from .pcap import write_pcap
 from .scenario import DEFAULT_TID, POWER_STEPS, Scenario, Step, parse_money
+from .trace import Trace
 
 #: Fixture files shared by terminal and host (CONTRACTS §5).
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
@@ -50,91 +52,54 @@ class HostDown(ConnectionRefusedError):
 
 
 # -- the fault rules on the link ---------------------------------------------------------------------
-@dataclass
-class FaultRule:
-    """A message-aware fault: match by direction, MTI, STAN and the n-th match; act ``count`` times."""
-
-    action: str
-    direction: str | None = None
-    mti: str | None = None
-    nth: int = 1
-    count: int = 1
-    seconds: float = 0.0
-    stan: str | None = None
-    index: int = 0
-    seen: int = 0
-    fired: int = 0
-
-    def matches(self, direction: str, mti: str | None, stan: str | None) -> bool:
-        if self.direction is not None and self.direction != direction:
-            return False
-        if self.mti is not None and self.mti != mti:
-            return False
-        return self.stan is None or self.stan == stan
-
-    def decide(self, direction: str, mti: str | None, stan: str | None) -> bool:
-        """Count a matching message; True when this one is to be faulted."""
-        if not self.matches(direction, mti, stan):
-            return False
-        self.seen += 1
-        if self.seen >= self.nth and self.fired < self.count:
-            self.fired += 1
-            return True
-        return False
-
-
 class Faults:
-    """``sim.faults``: add fault rules to the link between terminal and host (plain data or calls)."""
+    """``sim.faults``: the run's :class:`posfault.faults.FaultPlan`, with one method per action.
 
-    ACTIONS = ("drop", "delay", "duplicate", "corrupt", "truncate", "reset", "blackhole")
+    Rules are shared by every connection of the run (a terminal opens one per transaction), so
+    ``nth=1`` means the first matching message of the whole run. Match keywords are those of
+    :class:`posfault.faults.Match` (``direction``, ``mti``, ``fields``, ``nth``, ``after``, ``before``,
+    ``probability``, ``limit``); :meth:`add` takes the same flat tables as scenario files.
+    """
 
-    def __init__(self) -> None:
-        self.rules: list[FaultRule] = []
-        self.blackhole_until = -1.0
+    def __init__(self, seed: int) -> None:
+        self.plan = _faults.FaultPlan(seed=seed)
 
-    def add(self, spec: Mapping[str, Any]) -> FaultRule:
-        data = dict(spec)
-        action = data.pop("action", None)
-        if action not in self.ACTIONS:
-            raise SimulationError(f"fault action {action!r} unknown; expected one of {list(self.ACTIONS)}")
-        for key in ("jitter", "probability", "after", "until", "times", "field"):
-            data.pop(key, None)   # accepted by the scenario format; not used by this link
-        try:
-            rule = FaultRule(action=action, index=len(self.rules) + 1, **data)
-        except TypeError as exc:
-            raise SimulationError(f"fault rule {dict(spec)!r}: {exc}") from None
-        if rule.nth < 1 or rule.count < 1:
-            raise SimulationError(f"fault rule {dict(spec)!r}: nth and count count from 1")
-        self.rules.append(rule)
+    @property
+    def rules(self) -> list[Any]:
+        return self.plan.rules
+
+    def add(self, spec: Mapping[str, Any] | Any) -> Any:
+        rule = spec if isinstance(spec, _faults.Rule) else _faults.Rule.from_dict(
+            spec, f"fault rule {len(self.plan.rules) + 1}")
+        self.plan.add(rule)
         return rule
 
-    def drop(self, **match: Any) -> FaultRule:
-        return self.add({"action": "drop", **match})
+    def drop(self, **match: Any) -> Any:
+        return self.add(_faults.drop(**match))
 
-    def delay(self, seconds: float, **match: Any) -> FaultRule:
-        return self.add({"action": "delay", "seconds": seconds, **match})
+    def delay(self, seconds: float, **match: Any) -> Any:
+        return self.add(_faults.delay(seconds, **match))
 
-    def duplicate(self, **match: Any) -> FaultRule:
-        return self.add({"action": "duplicate", **match})
+    def duplicate(self, copies: int = 1, **match: Any) -> Any:
+        return self.add(_faults.duplicate(copies, **match))
 
-    def corrupt(self, **match: Any) -> FaultRule:
-        return self.add({"action": "corrupt", **match})
+    def corrupt(self, **match: Any) -> Any:
+        return self.add(_faults.corrupt(**match))
 
-    def truncate(self, **match: Any) -> FaultRule:
-        return self.add({"action": "truncate", **match})
+    def truncate(self, **match: Any) -> Any:
+        return self.add(_faults.truncate(**match))
 
-    def reset(self, **match: Any) -> FaultRule:
-        return self.add({"action": "reset", **match})
+    def fragment(self, pieces: int = 2, **match: Any) -> Any:
+        return self.add(_faults.fragment(pieces, **match))
 
-    def blackhole(self, seconds: float, **match: Any) -> FaultRule:
-        return self.add({"action": "blackhole", "seconds": seconds, **match})
+    def reset(self, **match: Any) -> Any:
+        return self.add(_faults.reset(**match))
 
-    def first(self, direction: str, mti: str | None, stan: str | None) -> FaultRule | None:
-        chosen = None
-        for rule in self.rules:
-            if rule.decide(direction, mti, stan) and chosen is None:
-                chosen = rule
-        return chosen
+    def blackhole(self, duration: float, **match: Any) -> Any:
+        return self.add(_faults.blackhole(duration, **match))
+
+    def stats(self) -> list[dict[str, Any]]:
+        return self.plan.stats()
 
 
 # -- results -------------------------------------------------------------------------------------------
@@ -160,7 +125,7 @@ class Simulation:
     def __init__(self, seed: int = 0, dialect: str = "iso87ascii", terminal_profile: str = "correct", *,
                  host: Mapping[str, Any] | None = None, tid: str = DEFAULT_TID, workdir: str | None = None,
                  epoch: _dt.datetime = DEFAULT_EPOCH, response_timeout: float | None = None,
-                 capture_frames: bool = True, mac: bool = False) -> None:
+                 capture_frames: bool = True, mac: bool = False, customer_gap: float = 15.0) -> None:
         self.seed = seed
         self.dialect = dialect
         self.profile = terminal_profile
@@ -170,15 +135,20 @@ class Simulation:
         self.loop = new_virtual_loop()
         self.clock = VirtualClock(self.loop, epoch)
         self.epoch = epoch
-        self.trace: list[dict[str, Any]] = []
-        self.frames: list[tuple[float, str, bytes]] = []   # for pcap only; never serialised to JSON
+        self.wire = _make_wire(dialect)
+        #: Every event of the run (terminal, host, ledger, network with frame bytes for the pcap).
+        self.trace = Trace(loop=self.loop, wire=self.wire, clock=self.clock)
         self.capture_frames = capture_frames
-        self.faults = Faults()
+        self.faults = Faults(seed)
         self.response_timeout = response_timeout
         self.mac = mac
+        self.customer_gap = customer_gap
         self._tmp = None
         if workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-")
+            # SQLite files on a RAM-backed file system when there is one: the same WAL/transaction
+            # code paths as on disk, without paying for fsync thousands of times in a campaign.
+            shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=shm)
             workdir = self._tmp.name
         self.workdir = pathlib.Path(workdir)
         self._armed: dict[str, tuple[str, float]] = {}      # target -> (step, off_for)
@@ -186,8 +156,7 @@ class Simulation:
         self._links: list[tuple[Any, ...]] = []
         self._host_down = False
         self._closed = False
-        self._attempt_of_stan: dict[str, int] = {}
-        self.wire = _make_wire(dialect)
+        self._exported: list[dict[str, Any]] | None = None
         from . import _world  # adapters to the terminal and host packages
 
         self._world = _world.World(self)
@@ -214,8 +183,8 @@ class Simulation:
             self._tmp.cleanup()
 
     async def _shutdown(self) -> None:
-        for link in self._links:
-            for ch in link:
+        for term_end, host_end, _link in self._links:
+            for ch in (term_end, host_end):
                 with contextlib.suppress(Exception):
                     await ch.close()
         for task in list(self._host_tasks):
@@ -240,10 +209,16 @@ class Simulation:
         return round((when - self.epoch).total_seconds(), 6)
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        """The event sink handed to terminal and host (CONTRACTS §0): stamps virtual time."""
-        record = {"t": round(self.loop.time(), 6)}
-        record.update(event)
-        self.trace.append(record)
+        """The event sink handed to terminal and host (CONTRACTS §0): the trace stamps virtual time."""
+        self._exported = None
+        self.trace(dict(event))
+
+    def events(self) -> list[dict[str, Any]]:
+        """The trace as masked, JSON-ready events (frames decoded to masked fields, no raw bytes),
+        with each network message's MTI/STAN and fault named — what the oracle and reports read."""
+        if self._exported is None:
+            self._exported = export_events(self.trace)
+        return self._exported
 
     def _run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -262,87 +237,17 @@ class Simulation:
         if self._host_down:
             self.emit({"actor": "net", "kind": "refused", "detail": "host is down"})
             raise HostDown("simulated host is down (crashed)")
-        term_end, link_t = memory.pipe(names=("terminal", "link-terminal-side"))
-        link_h, host_end = memory.pipe(names=("link-host-side", "host"))
-        self._links.append((term_end, link_t, link_h, host_end))
-        serve = self.loop.create_task(self._world.serve(host_end), name=f"host-conn-{len(self._links)}")
+        number = len(self._links) + 1
+        term_end, host_end, link = _faults.faulty_pipe(
+            self.faults.plan, wire=self.wire, trace=_NetSink(self), name=f"conn{number}")
+        self._links.append((term_end, host_end, link))
+        serve = self.loop.create_task(self._world.serve(host_end), name=f"host-conn-{number}")
         self._host_tasks.add(serve)
         serve.add_done_callback(self._host_tasks.discard)
-        for src, dst, direction in ((link_t, link_h, "to_host"), (link_h, link_t, "to_terminal")):
-            task = self.loop.create_task(self._pump(src, dst, direction), name=f"link-{direction}-{len(self._links)}")
-            self._host_tasks.add(task)
-            task.add_done_callback(self._host_tasks.discard)
+        if link._task is not None:
+            self._host_tasks.add(link._task)
+            link._task.add_done_callback(self._host_tasks.discard)
         return term_end
-
-    async def _pump(self, src: Any, dst: Any, direction: str) -> None:
-        while True:
-            try:
-                frame = await src.recv()
-            except ChannelClosed:
-                with contextlib.suppress(Exception):
-                    await dst.close()
-                return
-            except Exception as exc:
-                self.emit({"actor": "net", "kind": "link_error", "direction": direction,
-                           "detail": type(exc).__name__})
-                with contextlib.suppress(Exception):
-                    await dst.reset()
-                return
-            await self._forward(frame, dst, direction)
-
-    async def _forward(self, frame: bytes, dst: Any, direction: str) -> None:
-        peek = self.wire.peek(frame) if self.wire is not None else None
-        mti = getattr(peek, "mti", None)
-        stan = getattr(peek, "stan", None)
-        base: dict[str, Any] = {"actor": "net", "direction": direction}
-        if mti:
-            base["mti"] = mti
-        if stan:
-            base["stan"] = stan
-        if self.loop.time() < self.faults.blackhole_until:
-            self.emit({**base, "kind": "blackhole", "fault": "blackhole"})
-            return
-        rule = self.faults.first(direction, mti, stan)
-        if rule is None:
-            await self._deliver(frame, dst, base)
-            return
-        tag = {**base, "kind": rule.action, "fault": rule.action, "rule": rule.index}
-        if rule.action == "drop":
-            self.emit(tag)
-        elif rule.action == "delay":
-            self.emit({**tag, "detail": f"held {rule.seconds:g} s"})
-            self.loop.call_later(rule.seconds, lambda: self.loop.create_task(self._deliver(frame, dst, base)))
-        elif rule.action == "duplicate":
-            self.emit(tag)
-            await self._deliver(frame, dst, base)
-            await self._deliver(frame, dst, base)
-        elif rule.action == "corrupt":
-            data = bytearray(frame)
-            pos = len(data) - 1 - self.rng.randrange(max(1, len(data) // 2))
-            data[pos] ^= 1 << self.rng.randrange(8)
-            self.emit({**tag, "detail": f"flipped a bit at byte {pos}"})
-            await self._deliver(bytes(data), dst, base)
-        elif rule.action == "truncate":
-            cut = max(1, len(frame) // 2)
-            self.emit({**tag, "detail": f"cut to {cut} of {len(frame)} bytes"})
-            await self._deliver(frame[:cut], dst, base)
-        elif rule.action == "reset":
-            self.emit(tag)
-            with contextlib.suppress(Exception):
-                await dst.reset()
-        elif rule.action == "blackhole":
-            self.faults.blackhole_until = self.loop.time() + rule.seconds
-            self.emit({**tag, "detail": f"link silent for {rule.seconds:g} s"})
-
-    async def _deliver(self, frame: bytes, dst: Any, base: Mapping[str, Any]) -> None:
-        try:
-            await dst.send(frame)
-        except ChannelClosed:
-            self.emit({**base, "kind": "undeliverable", "detail": "connection already closed"})
-            return
-        if self.capture_frames:
-            self.frames.append((self.loop.time(), str(base["direction"]), frame))
-        self.emit({**base, "kind": "deliver"})
 
     # -- power and crashes -------------------------------------------------------------------------------
     def power_cycle(self, target: str = "terminal", at: str | None = None, off_for: float = 5.0) -> None:
@@ -386,7 +291,7 @@ class Simulation:
     def verdict(self) -> Verdict:
         context = {"terminal_profile": self.profile, "host_switches": dict(self.host_switches),
                    "dialect": self.dialect, "seed": self.seed}
-        oracle = Oracle(self.trace, context)
+        oracle = Oracle(_LazyEvents(self), context)
         return oracle.judge(self.attempts(), self.ledger_records(), self.now,
                             conservation=self._world.conservation())
 
@@ -397,7 +302,7 @@ class Simulation:
     def report(self, outdir: str | pathlib.Path, name: str = "run", *, title: str | None = None) -> dict[str, Any]:
         from .report import write_report
 
-        return write_report(outdir, name, self.trace, self.verdict(), title=title or name,
+        return write_report(outdir, name, self.events(), self.verdict(), title=title or name,
                             subtitle=f"dialect {self.dialect} · terminal profile {self.profile} · seed {self.seed}",
                             pcap=self.pcap())
 
@@ -437,7 +342,12 @@ class TerminalHandle:
 
     def _txn(self, kind: str, amount: str | int, card: str) -> Any:
         minor = parse_money(amount, f"{kind} amount")
-        return self._sim._run(self._sim._world.transaction(kind, minor, card))
+        sim = self._sim
+        if sim.customer_gap > 0:
+            # The next customer steps up: purchases at one counter are never in the same second
+            # (a careful host would rightly take two identical ones as a duplicate).
+            sim.advance(sim.customer_gap)
+        return sim._run(sim._world.transaction(kind, minor, card))
 
     def sale(self, amount: str | int, card: str = "chip-ok") -> Any:
         return self._txn("sale", amount, card)
@@ -513,14 +423,77 @@ def _make_wire(dialect: str) -> Any:
 
 
 def _pcap_bytes(sim: Simulation) -> bytes | None:
-    try:
-        from . import pcap as pcap_mod
-    except ImportError:
+    if not sim.capture_frames:
         return None
-    writer = getattr(pcap_mod, "frames_to_pcap", None)
-    if writer is None:
-        return None
-    return writer(sim.frames, dialect=sim.dialect)
+    return write_pcap(sim.trace, wire=sim.wire)
+
+
+class _NetSink:
+    """The fault links' event sink: records into the trace, dropping delivered bytes unless a pcap
+    is wanted (campaigns run thousands of schedules and never write one)."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self._sim = sim
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        sim = self._sim
+        if not sim.capture_frames and event.get("kind") == "deliver":
+            event.pop("wire_bytes", None)
+        sim._exported = None
+        sim.trace(event)
+
+    def open_connection(self, name: str) -> Any:
+        return self._sim.trace.open_connection(name)
+
+
+class _LazyEvents:
+    """The exported events, computed only if the oracle needs evidence (i.e. when something is wrong)."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self._sim = sim
+
+    def __iter__(self) -> Any:
+        return iter(self._sim.events())
+
+
+def export_events(trace: Trace) -> list[dict[str, Any]]:
+    """Masked events with the MTI/STAN of every network message and its fault named.
+
+    The fault link reports a message on arrival (``recv``, with the fault ``action``) and again when
+    it is written out (``deliver``); a ``deliver`` that follows its ``recv`` at once adds nothing a
+    person needs and is marked ``echo`` (kept in the JSONL, folded in the timeline).
+    """
+    out: list[dict[str, Any]] = []
+    pending: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for raw in trace.events:
+        ev = trace.export_event(raw)
+        if ev.get("actor") == "net":
+            fields = ev.get("fields") or {}
+            if "stan" not in ev and "11" in fields:
+                ev["stan"] = fields["11"]
+            if "tid" not in ev and "41" in fields:
+                ev["tid"] = fields["41"]
+            key = (ev.get("conn"), ev.get("direction"))
+            action = str(ev.get("action") or "")
+            if ev.get("kind") == "recv":
+                if action and action != "forward":
+                    ev["fault"] = action
+                    if ev.get("rules"):
+                        ev["rule"] = ", ".join(str(r) for r in ev["rules"])
+                copies = 0 if action in ("drop", "blackhole", "reset") else 1 + action.count("duplicate")
+                pending.setdefault(key, []).extend([ev] * copies)
+            elif ev.get("kind") in ("deliver", "undeliverable"):
+                queue = pending.get(key)
+                origin = queue.pop(0) if queue else None
+                if origin is not None:
+                    for name in ("mti", "stan", "tid"):
+                        if name in origin and name not in ev:
+                            ev[name] = origin[name]
+                    if ev.get("kind") == "deliver" and abs(float(ev.get("t", 0)) - float(origin.get("t", 0))) < 1e-9 \
+                            and not ev.get("note"):
+                        ev["echo"] = True
+        out.append(ev)
+    return out
 
 
 def run_scenario(scenario: Scenario, *, seed: int | None = None, on_sim: Callable[[Simulation], None] | None = None,
@@ -538,4 +511,4 @@ def run_scenario(scenario: Scenario, *, seed: int | None = None, on_sim: Callabl
         if on_sim is not None:
             on_sim(sim)
         pcap = sim.pcap() if capture_frames else None
-        return RunResult(scenario, verdict, list(sim.trace), scenario.expect.differences(verdict), pcap)
+        return RunResult(scenario, verdict, sim.events(), scenario.expect.differences(verdict), pcap)

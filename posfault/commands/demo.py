@@ -69,7 +69,10 @@ def run_case(case: DemoCase, profile: str, args: argparse.Namespace) -> tuple[An
         sim.run_until_quiet()
         verdict = sim.verdict()
         if not args.no_timeline:
-            print(render_text(sim.trace, limit=60))
+            # The start-of-day sign-on is in the reports; on screen, start with the purchase.
+            shown = [ev for ev in sim.events() if ev.get("mti") not in ("0800", "0810")
+                     and ev.get("kind") not in ("sign_on", "signed_on")]
+            print(render_text(shown, limit=60))
             print()
         print(verdict.summary())
         paths = sim.report(args.out, f"{case.slug}.{profile}",

@@ -23,7 +23,7 @@ FAULT_COLOR = "#d62728"
 LANE_COLORS = {"terminal": "#1f77b4", "network": "#7f7f7f", "host": "#2ca02c", "ledger": "#9467bd"}
 
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;color:#222;background:#fff}
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans CJK SC','PingFang SC','Microsoft YaHei',sans-serif;margin:24px;color:#222;background:#fff}
 h1{font-size:22px;margin:0 0 4px} .sub{color:#555;margin:0 0 16px}
 .verdict{padding:12px 16px;border-radius:6px;margin:0 0 16px;font-size:15px}
 .verdict.ok{background:#e6f4ea;border:2px solid #2ca02c}
@@ -140,7 +140,7 @@ def _truth_html(verdict: Verdict | None) -> str:
     for t in verdict.truths:
         wrong = {a.attempt for a in verdict.anomalies}
         cls = ' class="wrong"' if t.attempt in wrong else ""
-        wait = "never" if t.merchant_wait_s is None else duration(t.merchant_wait_s)
+        wait = ("-" if t.cardholder_debit <= 0 else "never") if t.merchant_wait_s is None else duration(t.merchant_wait_s)
         rows.append(
             f"<tr{cls}><td>{t.attempt}</td><td class=l>{escape(t.kind)}</td><td>{money(t.amount)}</td>"
             f"<td class=l>{escape(t.outcome)}{' (' + escape(t.rc) + ')' if t.rc else ''}</td>"

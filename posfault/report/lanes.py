@@ -40,8 +40,14 @@ class Row:
     event: Mapping[str, Any]
 
 
+#: Host events that are money moving in the ledger rather than messages being handled.
+_LEDGER_KINDS = {"posting", "payout", "payout_failed", "recredit", "settled_day", "merchant_fixed"}
+
+
 def lane_of(ev: Mapping[str, Any]) -> str:
     actor = str(ev.get("actor", "")).lower()
+    if actor == "host" and str(ev.get("kind", "")) in _LEDGER_KINDS:
+        return "ledger"
     if actor == "sim":
         target = str(ev.get("target", "")).lower()
         return target if target in LANES else "network"
@@ -70,8 +76,8 @@ def label_of(ev: Mapping[str, Any]) -> str:
     parts: list[str] = []
     if is_fault_event(ev):
         parts.append("✕ " + str(ev.get("fault") or kind).upper())
-    else:
-        parts.append(kind.replace("_", " "))
+    elif not (str(ev.get("actor")) == "net" and kind in ("recv", "deliver") and ev.get("mti")):
+        parts.append(kind.replace("_", " "))   # a message passing the network needs no verb
     if ev.get("mti"):
         parts.append(str(ev["mti"]))
     if ev.get("stan"):
@@ -90,9 +96,15 @@ def label_of(ev: Mapping[str, Any]) -> str:
     return scrub_text(" ".join(parts))
 
 
+#: Network bookkeeping a person does not need on the timeline (still in the JSONL trace).
+_QUIET_NET_KINDS = {"closed"}
+
+
 def rows_of(trace: Iterable[Mapping[str, Any]]) -> list[Row]:
     rows = []
     for ev in trace:
+        if ev.get("echo") or (ev.get("actor") == "net" and ev.get("kind") in _QUIET_NET_KINDS):
+            continue
         lane = lane_of(ev)
         rows.append(Row(t=event_time(ev), lane=lane, label=label_of(ev), fault=is_fault_event(ev),
                         arrow=_arrow(ev, lane), kind=str(ev.get("kind", "")), event=ev))

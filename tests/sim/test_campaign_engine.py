@@ -31,13 +31,13 @@ def test_shrinks_to_the_single_fault_and_purchase_that_matter() -> None:
     noisy = Scenario(
         name="noisy", seed=3, terminal_profile="no_reversal_on_timeout", tid="20000001",
         faults=[{"action": "duplicate", "direction": "to_host", "mti": "0200", "nth": 2},
-                {"action": "delay", "direction": "to_terminal", "mti": "0210", "nth": 1, "seconds": 75.0, "count": 2},
+                {"action": "delay", "direction": "to_terminal", "mti": "0210", "nth": 1, "seconds": 75.0, "limit": 2},
                 {"action": "drop", "direction": "to_terminal", "mti": "0410", "nth": 3}],
         steps=[Step("power_cycle", {"target": "terminal", "at": "after-print"}),
                Step("sale", {"amount": "12.34", "card": "mag-ok"}), Step("wait", {"seconds": 10.0}),
                Step("offline_sale", {"amount": "0.01", "card": "chip-ok"}), Step("sale", {"amount": "1.00"})])
     minimal, runs = shrink(noisy, "debited-no-receipt", model_runner)
-    assert minimal.faults == [{"action": "drop", "direction": "to_terminal", "mti": "0210", "nth": 1}]
+    assert minimal.faults == [{"action": "drop", "direction": "to_terminal", "mti": "0210", "nth": 1, "limit": 1}]
     assert minimal.steps == [Step("sale", {"amount": "100.00", "card": "chip-ok"})] or \
         minimal.steps == [Step("sale", {"amount": "100.00"})]
     assert minimal.tid == "10000001" and minimal.expect.anomalies == ["debited-no-receipt"]

@@ -52,11 +52,11 @@ BASE = '[scenario]\nname = "x"\n[[steps]]\ndo = "sale"\namount = "1.00"\n'
 
 
 @pytest.mark.parametrize(("extra", "needle"), [
-    ('[[faults]]\naction = "explode"\n', "[[faults]] #1 action = 'explode'"),
-    ('[[faults]]\naction = "drop"\nmti = "210"\n', "mti = '210': expected 4 digits"),
+    ('[[faults]]\naction = "explode"\n', "[[faults]] #1: unknown action 'explode'"),
+    ('[[faults]]\naction = "drop"\nmti = "210"\n', "4 digits"),
     ('[[faults]]\naction = "delay"\n', "needs seconds"),
-    ('[[faults]]\naction = "drop"\nnth = 0\n', "counts from 1"),
-    ('[[faults]]\naction = "drop"\nwhen = 3\n', "unknown key 'when'"),
+    ('[[faults]]\naction = "drop"\nnth = 0\n', "nth must be positive"),
+    ('[[faults]]\naction = "drop"\nwhen = 3\n', "unknown key(s) ['when']"),
     ('[[steps]]\ndo = "sael"\n', "[[steps]] #2 do = 'sael'"),
     ('[[steps]]\ndo = "sale"\namount = "1.234"\n', "amount must look like"),
     ('[[steps]]\ndo = "power_cycle"\nat = "mid-air"\n', "at = 'mid-air'"),

@@ -94,7 +94,7 @@ class Host:
         self.rng = rng or random.Random(0)
         self.keys = keys  # terminal master keys (iso8583.security / fixtures/keys); loaded lazily
         self.crashed = False
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[Any] = []   # futures or callbacks waiting for the group commit
         self._group_enabled = True
         self.stats = {"requests": 0, "responses": 0, "dropped": 0, "commits": 0}
         ledger.on_rollback.append(self._on_rollback)
@@ -145,7 +145,7 @@ class Host:
             return
         _settle(waiters, None)
 
-    def _written(self, waiters: list[asyncio.Future[None]], writing: Any) -> None:
+    def _written(self, waiters: list[Any], writing: Any) -> None:
         self._writing = None
         self.ledger.writer_done(writing)
         self.stats["commits"] += 1
@@ -177,36 +177,63 @@ class Host:
         """Answer one request; ``None`` means no answer goes back (dropped, crashed, or a response in)."""
         if self.crashed or not msg.is_request:
             return None
-        self.stats["requests"] += 1
-        if self.events is not None:
-            self._emit("recv", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), amount=_amount_or_none(msg))
-        loop = asyncio.get_running_loop()
-        try:
-            txn = classify(msg, self.family)
-        except TransactionError as exc:
-            response = self._format_error(msg, str(exc))
-        else:
-            t = loop.time()
-            if txn in AUTHORIZED and active(self.config.issuer_slow, t) and self.config.issuer_slow_delay:
-                await asyncio.sleep(self.config.issuer_slow_delay)
-                if self.crashed:
-                    return None
-            mac_problem = self._check_mac(msg, txn, raw)
-            if mac_problem is not None:
-                response = mac_problem if not self.config.mac_failure_drop else None
-            elif (txn in AUTHORIZED or txn in ADVICES) and active(self.config.issuer_unavailable, t):
-                response = make_response(msg, "91", self.family)
-            else:
-                self._begin()
-                response = self._dispatch(txn, msg)
+        delay = self._slow_delay(msg)
+        if delay:
+            await asyncio.sleep(delay)
+            if self.crashed:
+                return None
+        response = self.process(msg, raw)
         try:
             await self._durable()
         except Exception as exc:  # rolled back (crash, failed step or commit): nothing may be answered
             self._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), detail=type(exc).__name__)
             return None
+        return self.finish(msg, response)
+
+    def needs_wait(self, msg: Message) -> bool:
+        """Whether :meth:`handle` would sleep before processing (issuer_slow): such requests need a task."""
+        return bool(self._slow_delay(msg))
+
+    def _slow_delay(self, msg: Message) -> float:
+        config = self.config
+        if not config.issuer_slow or not config.issuer_slow_delay or msg.mti[1] not in "12":
+            return 0.0
+        try:
+            txn = classify(msg, self.family)
+        except TransactionError:
+            return 0.0
+        if txn in AUTHORIZED and active(config.issuer_slow, asyncio.get_running_loop().time()):
+            return config.issuer_slow_delay
+        return 0.0
+
+    def process(self, msg: Message, raw: bytes | None = None) -> Message | None:
+        """The synchronous core of :meth:`handle`: decide and post (not yet committed).
+
+        The caller must not send the result before the group commit (:meth:`after_commit` or
+        awaiting :meth:`handle`), then pass it through :meth:`finish`.
+        """
+        self.stats["requests"] += 1
+        if self.events is not None:
+            self._emit("recv", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), amount=_amount_or_none(msg))
+        try:
+            txn = classify(msg, self.family)
+        except TransactionError as exc:
+            return self._format_error(msg, str(exc))
+        mac_problem = self._check_mac(msg, txn, raw)
+        if mac_problem is not None:
+            return mac_problem if not self.config.mac_failure_drop else None
+        if self.config.issuer_unavailable and (txn in AUTHORIZED or txn in ADVICES) \
+                and active(self.config.issuer_unavailable, asyncio.get_running_loop().time()):
+            return make_response(msg, "91", self.family)
+        self._begin()
+        return self._dispatch(txn, msg)
+
+    def finish(self, msg: Message, response: Message | None) -> Message | None:
+        """After the commit: apply the lose-the-response switch and count; the response to send, or None."""
         if self.crashed:
             return None
-        if response is None or (msg.mti[1] in "124" and active(self.config.lose_response_after_commit, loop.time())):
+        if response is None or (self.config.lose_response_after_commit and msg.mti[1] in "124"
+                                and active(self.config.lose_response_after_commit, asyncio.get_running_loop().time())):
             self.stats["dropped"] += 1
             self._emit("drop", mti=msg.mti, stan=msg.get(11), tid=msg.get(41),
                        detail="response lost after commit" if response is not None else "no answer")
@@ -215,6 +242,17 @@ class Host:
         if self.events is not None:
             self._emit("send", mti=response.mti, stan=response.get(11), tid=response.get(41), rc=response.get(39))
         return response
+
+    def after_commit(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(None)`` once everything posted so far is committed (``callback(exc)`` if it
+        was rolled back instead). Immediately when nothing is pending. The callback-style twin of
+        awaiting :meth:`handle`, for front ends that avoid a task per request."""
+        if not self.ledger.has_pending and not self._waiters and self._writing is None:
+            callback(None)
+            return
+        if not self._waiters and self._writing is None:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._waiters.append(callback)
 
     def handle_sync(self, msg: Message) -> Message | None:
         """Synchronous convenience for scripts and tests outside an event loop."""
@@ -742,9 +780,11 @@ class Host:
 
 
 # -- pure helpers ------------------------------------------------------------------------------------
-def _settle(waiters: list[asyncio.Future[None]], exc: BaseException | None) -> None:
+def _settle(waiters: list[Any], exc: BaseException | None) -> None:
     for waiter in waiters:
-        if not waiter.done():
+        if callable(waiter) and not isinstance(waiter, asyncio.Future):
+            waiter(exc)
+        elif not waiter.done():
             if exc is None:
                 waiter.set_result(None)
             else:

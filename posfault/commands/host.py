@@ -149,12 +149,11 @@ async def _run(host: Any, args: argparse.Namespace) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         return
-    from iso8583.channels import tcp
+    from host_sim.tcp import serve_tcp
 
     address, port = _parse_listen(args.listen)
-    server = await tcp.serve(host.serve, address, port, header=wire.prefix, max_frame=wire.max_frame,
-                             idle_timeout=args.idle_timeout, max_connections=args.max_connections,
-                             name="posfault-host")
+    server = await serve_tcp(host, wire, address, port, idle_timeout=args.idle_timeout,
+                             max_connections=args.max_connections)
     print(f"posfault host: serving {args.dialect} on {address}:{server.port} (ledger {args.ledger})", flush=True)
     try:
         await stop.wait()

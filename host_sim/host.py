@@ -293,9 +293,13 @@ class Host:
     def _batch(self, msg: Message) -> str:
         return batch_number(msg, self.family) if self.family == "unionpay" else ""
 
-    def _response(self, msg: Message, rc: str, extra: dict[str, Any] | None = None) -> Message:
-        fields = {f"f{n}": v for n, v in (extra or {}).items()}
-        return make_response(msg, rc, self.family, **fields)
+    def _response(self, msg: Message, rc: str, extra: dict[int, Any] | None = None) -> Message:
+        response = make_response(msg, rc, self.family)
+        if extra:
+            for number, value in extra.items():
+                if value is not None:
+                    response[number] = value
+        return response
 
     @staticmethod
     def _extra_for(row_id: int, rc: str) -> dict[str, Any]:

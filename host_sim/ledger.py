@@ -25,6 +25,7 @@ import concurrent.futures
 import datetime as _dt
 import hashlib
 import json
+import operator
 import sqlite3
 import threading
 import time
@@ -49,7 +50,6 @@ CREATE TABLE IF NOT EXISTS terminals(tid TEXT PRIMARY KEY, keys TEXT NOT NULL, s
 CREATE TABLE IF NOT EXISTS postings(
     id INTEGER PRIMARY KEY, entry INTEGER NOT NULL, txn INTEGER, kind TEXT NOT NULL,
     account TEXT NOT NULL, amount INTEGER NOT NULL, at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS postings_entry ON postings(entry);
 CREATE TABLE IF NOT EXISTS txns(
     id INTEGER PRIMARY KEY, tid TEXT NOT NULL, stan TEXT NOT NULL, ref TEXT NOT NULL,
     kind TEXT NOT NULL, mti TEXT NOT NULL, mid TEXT NOT NULL, pan TEXT NOT NULL,
@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS txns(
     batch TEXT NOT NULL, status TEXT NOT NULL, cardholder_debit INTEGER NOT NULL,
     hold INTEGER NOT NULL, merchant_credit INTEGER NOT NULL, original INTEGER,
     reversed_at TEXT, settlement TEXT, created_at TEXT NOT NULL, dup_of INTEGER, day TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS txns_key ON txns(tid, stan, ref);
 CREATE TABLE IF NOT EXISTS reversals(
     id INTEGER PRIMARY KEY, tid TEXT NOT NULL, stan TEXT NOT NULL, ref TEXT NOT NULL,
     status TEXT NOT NULL, rc TEXT NOT NULL, txn INTEGER, received_at TEXT NOT NULL,
@@ -257,6 +256,8 @@ class _Step:
 
 
 _TXN_COLUMNS = [f.name for f in TxnRow.__dataclass_fields__.values()]  # type: ignore[attr-defined]
+_ROW_VALUES = operator.attrgetter(*_TXN_COLUMNS)
+_EXTRA_AT = _TXN_COLUMNS.index("extra")
 
 
 class Ledger:
@@ -387,11 +388,13 @@ class Ledger:
         self._pending_sql.append((sql, tuple(params)))
 
     def _take(self) -> tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]:
-        extra_at = _TXN_COLUMNS.index("extra")
+        extra_at = _EXTRA_AT
+        values_of = _ROW_VALUES
+        dumps = json.dumps
         rows = []
         for row in self._pending_rows.values():
-            v = [getattr(row, name) for name in _TXN_COLUMNS]
-            v[extra_at] = json.dumps(row.extra)
+            v = list(values_of(row))
+            v[extra_at] = dumps(row.extra)
             rows.append(v)
         taken = (rows, self._pending_postings, self._pending_sql)
         self._pending_rows, self._pending_postings, self._pending_sql = {}, [], []

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iso8583.mask import mask_pan
+from iso8583.mask import mask_pan, scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
     APPROVED_CODES,
@@ -102,6 +102,8 @@ class Host:
     # -- events ---------------------------------------------------------------------------------
     def _emit(self, kind: str, **data: Any) -> None:
         if self.events is not None:
+            if "detail" in data:   # free text (rule names, reasons) never carries a clear PAN
+                data["detail"] = scrub_text(str(data["detail"]))
             self.events({"actor": "host", "kind": kind, **data})
 
     # -- durability ------------------------------------------------------------------------------

@@ -400,29 +400,43 @@ class Ledger:
         self._pending_rows, self._pending_postings, self._pending_sql = {}, [], []
         return taken
 
-    def _write(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
-        """One SQLite transaction holding ``batch``; raises (after ROLLBACK) if it cannot commit."""
+    def _stage(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
+        """BEGIN and write ``batch`` into SQLite's page cache (CPU work, no I/O wait); raises after ROLLBACK."""
         rows, postings, statements = batch
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                c.execute(sql, params)
+            if rows:
+                c.executemany(self._upsert_sql, rows)
+            if postings:
+                c.executemany("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
+                              postings)
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def _finish(self) -> None:
+        """COMMIT what :meth:`_stage` wrote: the WAL write and fsync, with the GIL released throughout."""
         if self.write_delay:
             # a simulated slow disk, only on the writer thread of a real-time host (``--slow-commit``):
             # widens the window in which a crash finds committed-but-unanswered work
             time.sleep(self.write_delay)
+        c = self.conn
+        try:
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def _write(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
+        """One SQLite transaction holding ``batch``; raises (after ROLLBACK) if it cannot commit."""
         with self._conn_lock:
-            c = self.conn
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    c.execute(sql, params)
-                if rows:
-                    c.executemany(self._upsert_sql, rows)
-                if postings:
-                    c.executemany("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
-                                  postings)
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
+            self._stage(batch)
+            self._finish()
 
     def _wait_writer(self) -> None:
         future = self._writer_future
@@ -453,7 +467,23 @@ class Ledger:
         batch = self._take()
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
-        future = self._executor.submit(self._write, batch)
+        # stage on the calling thread (pure CPU: binding rows takes and drops the GIL per row, which
+        # on a second thread would fight the event loop for it); only COMMIT — the I/O and fsync,
+        # GIL released — runs on the writer thread
+        self._conn_lock.acquire()
+        try:
+            self._stage(batch)
+        except BaseException:
+            self._conn_lock.release()
+            raise
+
+        def finish() -> None:
+            try:
+                self._finish()
+            finally:
+                self._conn_lock.release()
+
+        future = self._executor.submit(finish)
         self._writer_future = future
         return future
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import signal
 import sys
@@ -118,6 +119,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     host = Host(ledger, args.dialect, config, events=sink if args.events else None,
                 keys={"default": args.tmk} if args.tmk else None, commit=args.commit)
+    # The ledger mirror holds every transaction in memory; a full cyclic-GC pass over it would stall
+    # the event loop for milliseconds (tail latency). Start-up objects are frozen out of GC and the
+    # young-generation threshold raised: request garbage is acyclic and freed by refcounting anyway.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
     try:
         asyncio.run(_run(host, args))
     finally:

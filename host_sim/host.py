@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iso8583.mask import mask_pan
+from iso8583.mask import mask_pan, scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
     APPROVED_CODES,
@@ -80,7 +80,11 @@ class Host:
 
     def __init__(self, ledger: Ledger, dialect: Any = "iso87ascii", config: HostConfig | None = None, *,
                  clock: Callable[[], _dt.datetime] | None = None, events: EventSink | None = None,
-                 rng: random.Random | None = None, keys: Any = None) -> None:
+                 rng: random.Random | None = None, keys: Any = None, commit: str = "inline") -> None:
+        if commit not in ("inline", "thread"):
+            raise ValueError(f"commit must be 'inline' or 'thread', got {commit!r}")
+        self.commit_mode = commit
+        self._writing: Any = None
         self.ledger = ledger
         self.dialect = dialect
         self.family: Family = family_of(dialect)
@@ -90,61 +94,83 @@ class Host:
         self.rng = rng or random.Random(0)
         self.keys = keys  # terminal master keys (iso8583.security / fixtures/keys); loaded lazily
         self.crashed = False
-        self._flush_future: asyncio.Future[None] | None = None
+        self._waiters: list[Any] = []   # futures or callbacks waiting for the group commit
         self._group_enabled = True
         self.stats = {"requests": 0, "responses": 0, "dropped": 0, "commits": 0}
+        ledger.on_rollback.append(self._on_rollback)
 
     # -- events ---------------------------------------------------------------------------------
     def _emit(self, kind: str, **data: Any) -> None:
         if self.events is not None:
+            if "detail" in data:   # free text (rule names, reasons) never carries a clear PAN
+                data["detail"] = scrub_text(str(data["detail"]))
             self.events({"actor": "host", "kind": kind, **data})
 
     # -- durability ------------------------------------------------------------------------------
     def _begin(self) -> None:
         if self._group_enabled and not self.ledger.in_group:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                return
             self.ledger.begin_group()
 
     async def _durable(self) -> None:
-        """Wait until every posting made so far is committed (one COMMIT per event-loop tick)."""
-        if not self.ledger.in_group:
+        """Wait until every posting made so far is committed (one commit per event-loop tick).
+
+        With ``commit="thread"`` the commit (and its fsync) runs on the ledger's writer thread while
+        the loop keeps taking requests into the next group: classic group commit. A response never
+        leaves before the commit holding its postings has returned.
+        """
+        if not self.ledger.has_pending and not self._waiters and self._writing is None:
             return
-        if self._flush_future is None:
-            loop = asyncio.get_running_loop()
-            self._flush_future = loop.create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        if not self._waiters and self._writing is None:
             loop.call_soon(self._flush)
-        await asyncio.shield(self._flush_future)
+        self._waiters.append(waiter)
+        await waiter
 
     def _flush(self) -> None:
-        future, self._flush_future = self._flush_future, None
-        if future is None:
+        if self._writing is not None:
+            return   # started again when the commit in flight completes
+        waiters, self._waiters = self._waiters, []
+        if not waiters:
+            return
+        if self.commit_mode == "thread" and self.ledger.has_pending:
+            loop = asyncio.get_running_loop()
+            writing = self.ledger.commit_in_background()
+            self._writing = writing
+            writing.add_done_callback(lambda _: loop.call_soon_threadsafe(self._written, waiters, writing))
             return
         try:
             self.ledger.commit()
             self.stats["commits"] += 1
         except Exception as exc:  # the group is rolled back: nobody gets an answer
-            if not future.done():
-                future.set_exception(exc)
+            _settle(waiters, exc)
             return
-        if not future.done():
-            future.set_result(None)
+        _settle(waiters, None)
+
+    def _written(self, waiters: list[Any], writing: Any) -> None:
+        self._writing = None
+        self.ledger.writer_done(writing)
+        self.stats["commits"] += 1
+        _settle(waiters, writing.exception())
+        if self._waiters:   # requests that arrived during the fsync: the next group
+            self._flush()
+
+    def _on_rollback(self) -> None:
+        """The ledger dropped uncommitted work: every response waiting for that commit must not leave."""
+        waiters, self._waiters = self._waiters, []
+        _settle(waiters, ConnectionAbortedError("uncommitted work rolled back"))
 
     def crash(self) -> None:
         """Lose everything not yet committed, as a process kill would; answer nothing until restart."""
         self.crashed = True
-        future, self._flush_future = self._flush_future, None
         self.ledger.rollback()
-        if future is not None and not future.done():
-            future.set_exception(ConnectionAbortedError("host crashed before commit"))
         self._emit("crash")
 
     def restart(self, ledger: Ledger | None = None) -> None:
         """Come back from :meth:`crash` on the durable state (optionally a reopened ledger file)."""
-        if ledger is not None:
+        if ledger is not None and ledger is not self.ledger:
             self.ledger = ledger
+            ledger.on_rollback.append(self._on_rollback)
         self.crashed = False
         self._emit("restart")
 
@@ -153,41 +179,82 @@ class Host:
         """Answer one request; ``None`` means no answer goes back (dropped, crashed, or a response in)."""
         if self.crashed or not msg.is_request:
             return None
+        delay = self._slow_delay(msg)
+        if delay:
+            await asyncio.sleep(delay)
+            if self.crashed:
+                return None
+        response = self.process(msg, raw)
+        try:
+            await self._durable()
+        except Exception as exc:  # rolled back (crash, failed step or commit): nothing may be answered
+            self._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), detail=type(exc).__name__)
+            return None
+        return self.finish(msg, response)
+
+    def needs_wait(self, msg: Message) -> bool:
+        """Whether :meth:`handle` would sleep before processing (issuer_slow): such requests need a task."""
+        return bool(self._slow_delay(msg))
+
+    def _slow_delay(self, msg: Message) -> float:
+        config = self.config
+        if not config.issuer_slow or not config.issuer_slow_delay or msg.mti[1] not in "12":
+            return 0.0
+        try:
+            txn = classify(msg, self.family)
+        except TransactionError:
+            return 0.0
+        if txn in AUTHORIZED and active(config.issuer_slow, asyncio.get_running_loop().time()):
+            return config.issuer_slow_delay
+        return 0.0
+
+    def process(self, msg: Message, raw: bytes | None = None) -> Message | None:
+        """The synchronous core of :meth:`handle`: decide and post (not yet committed).
+
+        The caller must not send the result before the group commit (:meth:`after_commit` or
+        awaiting :meth:`handle`), then pass it through :meth:`finish`.
+        """
         self.stats["requests"] += 1
-        self._emit("recv", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), amount=_amount_or_none(msg))
-        loop = asyncio.get_running_loop()
+        if self.events is not None:
+            self._emit("recv", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), amount=_amount_or_none(msg))
         try:
             txn = classify(msg, self.family)
         except TransactionError as exc:
-            response = self._format_error(msg, str(exc))
-        else:
-            t = loop.time()
-            if txn in AUTHORIZED and active(self.config.issuer_slow, t) and self.config.issuer_slow_delay:
-                await asyncio.sleep(self.config.issuer_slow_delay)
-                if self.crashed:
-                    return None
-            mac_problem = self._check_mac(msg, txn, raw)
-            if mac_problem is not None:
-                response = mac_problem if not self.config.mac_failure_drop else None
-            elif (txn in AUTHORIZED or txn in ADVICES) and active(self.config.issuer_unavailable, t):
-                response = make_response(msg, "91", self.family)
-            else:
-                self._begin()
-                response = self._dispatch(txn, msg)
-        try:
-            await self._durable()
-        except ConnectionAbortedError:
-            return None
+            return self._format_error(msg, str(exc))
+        mac_problem = self._check_mac(msg, txn, raw)
+        if mac_problem is not None:
+            return mac_problem if not self.config.mac_failure_drop else None
+        if self.config.issuer_unavailable and (txn in AUTHORIZED or txn in ADVICES) \
+                and active(self.config.issuer_unavailable, asyncio.get_running_loop().time()):
+            return make_response(msg, "91", self.family)
+        self._begin()
+        return self._dispatch(txn, msg)
+
+    def finish(self, msg: Message, response: Message | None) -> Message | None:
+        """After the commit: apply the lose-the-response switch and count; the response to send, or None."""
         if self.crashed:
             return None
-        if response is None or (msg.mti[1] in "124" and active(self.config.lose_response_after_commit, loop.time())):
+        if response is None or (self.config.lose_response_after_commit and msg.mti[1] in "124"
+                                and active(self.config.lose_response_after_commit, asyncio.get_running_loop().time())):
             self.stats["dropped"] += 1
             self._emit("drop", mti=msg.mti, stan=msg.get(11), tid=msg.get(41),
                        detail="response lost after commit" if response is not None else "no answer")
             return None
         self.stats["responses"] += 1
-        self._emit("send", mti=response.mti, stan=response.get(11), tid=response.get(41), rc=response.get(39))
+        if self.events is not None:
+            self._emit("send", mti=response.mti, stan=response.get(11), tid=response.get(41), rc=response.get(39))
         return response
+
+    def after_commit(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(None)`` once everything posted so far is committed (``callback(exc)`` if it
+        was rolled back instead). Immediately when nothing is pending. The callback-style twin of
+        awaiting :meth:`handle`, for front ends that avoid a task per request."""
+        if not self.ledger.has_pending and not self._waiters and self._writing is None:
+            callback(None)
+            return
+        if not self._waiters and self._writing is None:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._waiters.append(callback)
 
     def handle_sync(self, msg: Message) -> Message | None:
         """Synchronous convenience for scripts and tests outside an event loop."""
@@ -228,9 +295,13 @@ class Host:
     def _batch(self, msg: Message) -> str:
         return batch_number(msg, self.family) if self.family == "unionpay" else ""
 
-    def _response(self, msg: Message, rc: str, extra: dict[str, Any] | None = None) -> Message:
-        fields = {f"f{n}": v for n, v in (extra or {}).items()}
-        return make_response(msg, rc, self.family, **fields)
+    def _response(self, msg: Message, rc: str, extra: dict[int, Any] | None = None) -> Message:
+        response = make_response(msg, rc, self.family)
+        if extra:
+            for number, value in extra.items():
+                if value is not None:
+                    response[number] = value
+        return response
 
     @staticmethod
     def _extra_for(row_id: int, rc: str) -> dict[str, Any]:
@@ -349,7 +420,8 @@ class Host:
 
         card = self.ledger.card(pan)
         balance = self.ledger.balance(card_account(pan))
-        user = evaluate(self.config.rules, RuleContext(txn, msg, pan, amount, tid, mid, card, balance))
+        user = evaluate(self.config.rules, RuleContext(txn, msg, pan, amount, tid, mid, card, balance)) \
+            if self.config.rules else None
         if user is not None:
             return decline(user[1], f"rule {user[0]!r}")
         if txn in (TxnType.VOID, TxnType.COMPLETION):
@@ -369,18 +441,20 @@ class Host:
             return decline("51", f"available {balance} < amount {amount}")
         if txn == TxnType.SALE and self.ledger.daily_debits(pan, day) + amount > card.daily_limit:
             return decline("61", f"daily limit {card.daily_limit} exceeded")
+        extra = self._extra_for(self.ledger.next_id(), "00")
+        stored = {str(k): v for k, v in extra.items()}
         with self.ledger.step():
-            row = self.ledger.record(rc="00", extra={}, status="approved", **base)
-            extra = self._extra_for(row.id, "00")
             if txn == TxnType.PREAUTH:
+                base["hold"] = amount
+                row = self.ledger.record(rc="00", extra=stored, status="approved", **base)
                 self.ledger.post("preauth_hold", row.id, [(card_account(pan), -amount), (hold_account(pan), amount)], now)
-                self.ledger.update(row, hold=amount, extra={str(k): v for k, v in extra.items()})
             else:
+                base["cardholder_debit"] = base["merchant_credit"] = amount
+                row = self.ledger.record(rc="00", extra=stored, status="approved", **base)
                 self.ledger.post("sale", row.id, [(card_account(pan), -amount), (payable_account(mid), amount)], now)
-                self.ledger.update(row, cardholder_debit=amount, merchant_credit=amount,
-                                   extra={str(k): v for k, v in extra.items()})
-        self._emit("posting", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc="00",
-                   detail=f"{txn.value} {mask_pan(pan)} {'held' if txn == TxnType.PREAUTH else 'debited'}")
+        if self.events is not None:
+            self._emit("posting", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc="00",
+                       detail=f"{txn.value} {mask_pan(pan)} {'held' if txn == TxnType.PREAUTH else 'debited'}")
         return self._response(msg, "00", extra)
 
     def _merchant(self, mid: str) -> Merchant | None:
@@ -396,7 +470,8 @@ class Host:
             return Decision("14", "no such card")
         if card.status in STATUS_RC:
             return Decision(STATUS_RC[card.status], f"card {card.status}")
-        if card.expiry < now.strftime("%y%m") or (14 in msg and str(msg[14]) < now.strftime("%y%m")):
+        yymm = f"{now.year % 100:02d}{now.month:02d}"
+        if card.expiry < yymm or (14 in msg and str(msg[14]) < yymm):
             return Decision("54", "card expired")
         if card.pin_tries >= self.config.pin_tries:
             return Decision("75", "PIN tries exhausted")
@@ -609,8 +684,7 @@ class Host:
         return out
 
     def _closed_batches(self, tid: str) -> set[str]:
-        return {b for (b,) in self.ledger.conn.execute(
-            "SELECT batch FROM terminal_batches WHERE tid=? AND status='closed'", (tid,))}
+        return self.ledger.closed_batches(tid)
 
     def _settlement(self, txn: TxnType, msg: Message) -> Message:
         tid = str(msg.get(41, ""))
@@ -712,6 +786,17 @@ class Host:
 
 
 # -- pure helpers ------------------------------------------------------------------------------------
+def _settle(waiters: list[Any], exc: BaseException | None) -> None:
+    for waiter in waiters:
+        if callable(waiter) and not isinstance(waiter, asyncio.Future):
+            waiter(exc)
+        elif not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+
 def _iso(at: _dt.datetime) -> str:
     return at.isoformat(timespec="microseconds")
 

@@ -21,12 +21,15 @@ write-through cache rebuilt from SQLite on open and after any rollback.
 
 from __future__ import annotations
 
-import contextlib
+import concurrent.futures
 import datetime as _dt
 import hashlib
 import json
+import operator
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,7 +50,6 @@ CREATE TABLE IF NOT EXISTS terminals(tid TEXT PRIMARY KEY, keys TEXT NOT NULL, s
 CREATE TABLE IF NOT EXISTS postings(
     id INTEGER PRIMARY KEY, entry INTEGER NOT NULL, txn INTEGER, kind TEXT NOT NULL,
     account TEXT NOT NULL, amount INTEGER NOT NULL, at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS postings_entry ON postings(entry);
 CREATE TABLE IF NOT EXISTS txns(
     id INTEGER PRIMARY KEY, tid TEXT NOT NULL, stan TEXT NOT NULL, ref TEXT NOT NULL,
     kind TEXT NOT NULL, mti TEXT NOT NULL, mid TEXT NOT NULL, pan TEXT NOT NULL,
@@ -55,7 +57,6 @@ CREATE TABLE IF NOT EXISTS txns(
     batch TEXT NOT NULL, status TEXT NOT NULL, cardholder_debit INTEGER NOT NULL,
     hold INTEGER NOT NULL, merchant_credit INTEGER NOT NULL, original INTEGER,
     reversed_at TEXT, settlement TEXT, created_at TEXT NOT NULL, dup_of INTEGER, day TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS txns_key ON txns(tid, stan, ref);
 CREATE TABLE IF NOT EXISTS reversals(
     id INTEGER PRIMARY KEY, tid TEXT NOT NULL, stan TEXT NOT NULL, ref TEXT NOT NULL,
     status TEXT NOT NULL, rc TEXT NOT NULL, txn INTEGER, received_at TEXT NOT NULL,
@@ -232,7 +233,31 @@ class Settlement:
     recredit: bool
 
 
+class _Step:
+    """The context manager behind :meth:`Ledger.step` (a class: cheaper than a generator per request)."""
+
+    __slots__ = ("ledger",)
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def __enter__(self) -> None:
+        self.ledger._depth += 1
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        ledger = self.ledger
+        if exc_type is not None:
+            ledger._depth = 0
+            ledger.rollback()
+            return
+        ledger._depth -= 1
+        if ledger._depth == 0 and not ledger._group:
+            ledger.commit()
+
+
 _TXN_COLUMNS = [f.name for f in TxnRow.__dataclass_fields__.values()]  # type: ignore[attr-defined]
+_ROW_VALUES = operator.attrgetter(*_TXN_COLUMNS)
+_EXTRA_AT = _TXN_COLUMNS.index("extra")
 
 
 class Ledger:
@@ -246,7 +271,18 @@ class Ledger:
         self.conn = conn
         self.path = path
         self._group = False          # a group transaction is open
-        self._sp = 0
+        self._depth = 0              # nesting of step() outside a group
+        self._pending_rows: dict[int, TxnRow] = {}
+        self._pending_postings: list[tuple[Any, ...]] = []
+        self._pending_sql: list[tuple[str, tuple[Any, ...]]] = []
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writer_future: concurrent.futures.Future[None] | None = None
+        self._conn_lock = threading.Lock()
+        self.on_rollback: list[Any] = []
+        self._step = _Step(self)
+        self.write_delay = 0.0
+        self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
+                            f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -272,12 +308,21 @@ class Ledger:
         return cls(conn, path)
 
     def close(self) -> None:
-        if self._group:
-            self.rollback()
+        """Commit nothing more: uncommitted steps are dropped (as in a crash); waits for the writer."""
+        try:
+            self._wait_writer()
+        except Exception:
+            pass
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         self.conn.close()
 
     def _reload(self) -> None:
         """Rebuild the in-memory mirror from what SQLite has durably stored."""
+        self._pending_rows = {}
+        self._pending_postings = []
+        self._pending_sql = []
         c = self.conn
         self._balances: dict[str, int] = {}
         for account, total in c.execute("SELECT account, SUM(amount) FROM postings GROUP BY account"):
@@ -302,6 +347,13 @@ class Ledger:
         self._next_txn = (c.execute("SELECT MAX(id) FROM txns").fetchone()[0] or 0) + 1
         self._next_entry = (c.execute("SELECT MAX(entry) FROM postings").fetchone()[0] or 0) + 1
         self._meta = dict(c.execute("SELECT key, value FROM meta"))
+        self._settlements = {r[0]: Settlement(*r[:12], bool(r[12])) for r in c.execute(
+            "SELECT id, mid, day, amount, count, created_at, value_date, status, attempts, last_error,"
+            " first_failed_at, paid_at, recredit FROM settlements")}
+        self._terminal_batches = {(r[0], r[1]): {"status": r[2], "host_totals": json.loads(r[3]),
+                                                 "terminal_totals": json.loads(r[4]), "at": r[5]}
+                                  for r in c.execute("SELECT tid, batch, status, host_totals, terminal_totals, at"
+                                                     " FROM terminal_batches")}
 
     def _index(self, row: TxnRow) -> None:
         self._txns[row.id] = row
@@ -314,67 +366,176 @@ class Ledger:
             self._daily[k] = self._daily.get(k, 0) + row.amount
 
     # -- transactions ----------------------------------------------------------------------------
+    #
+    # Every write is buffered in memory (rows, postings, other statements) and reaches SQLite only in
+    # a commit: BEGIN IMMEDIATE, the buffered writes (executemany), COMMIT. Outside a group each
+    # logical step commits on its own; inside a group (the host, per event-loop tick) the steps
+    # share one commit. A commit can run inline or on the ledger's single writer thread
+    # (:meth:`commit_in_background`), so the event loop builds the next group while SQLite fsyncs.
     def begin_group(self) -> None:
-        """Open a group transaction; later steps become savepoints until :meth:`commit`."""
-        if not self._group:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._group = True
+        """Defer commits: later steps join one group until :meth:`commit`."""
+        self._group = True
 
     @property
     def in_group(self) -> bool:
         return self._group
 
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending_rows or self._pending_postings or self._pending_sql)
+
+    def _exec(self, sql: str, params: Sequence[Any]) -> None:
+        self._pending_sql.append((sql, tuple(params)))
+
+    def _take(self) -> tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]:
+        extra_at = _EXTRA_AT
+        values_of = _ROW_VALUES
+        dumps = json.dumps
+        rows = []
+        for row in self._pending_rows.values():
+            v = list(values_of(row))
+            v[extra_at] = dumps(row.extra)
+            rows.append(v)
+        taken = (rows, self._pending_postings, self._pending_sql)
+        self._pending_rows, self._pending_postings, self._pending_sql = {}, [], []
+        return taken
+
+    def _stage(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
+        """BEGIN and write ``batch`` into SQLite's page cache (CPU work, no I/O wait); raises after ROLLBACK."""
+        rows, postings, statements = batch
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                c.execute(sql, params)
+            if rows:
+                c.executemany(self._upsert_sql, rows)
+            if postings:
+                c.executemany("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
+                              postings)
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def _finish(self) -> None:
+        """COMMIT what :meth:`_stage` wrote: the WAL write and fsync, with the GIL released throughout."""
+        if self.write_delay:
+            # a simulated slow disk, only on the writer thread of a real-time host (``--slow-commit``):
+            # widens the window in which a crash finds committed-but-unanswered work
+            time.sleep(self.write_delay)
+        c = self.conn
+        try:
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def _write(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
+        """One SQLite transaction holding ``batch``; raises (after ROLLBACK) if it cannot commit."""
+        with self._conn_lock:
+            self._stage(batch)
+            self._finish()
+
+    def _wait_writer(self) -> None:
+        future = self._writer_future
+        if future is not None:
+            self._writer_future = None
+            future.result()
+
     def commit(self) -> None:
-        """Make every step since :meth:`begin_group` durable (one SQLite COMMIT)."""
-        if self._group:
+        """Make every step so far durable (one SQLite transaction); ends the group."""
+        self._wait_writer()
+        self._group = False
+        if self.has_pending:
+            batch = self._take()
             try:
-                self.conn.execute("COMMIT")
-            except sqlite3.Error:
-                self.rollback()
+                self._write(batch)
+            except BaseException:
+                self._reload()
+                self._run_rollback_hooks()
                 raise
-            self._group = False
+
+    def commit_in_background(self) -> concurrent.futures.Future[None]:
+        """Hand everything pending to the writer thread; the future completes when it is committed.
+
+        The caller (the host) must not start another before this one completes; reads of the
+        mirror stay valid meanwhile, and new steps buffer for the next commit.
+        """
+        self._group = False
+        batch = self._take()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
+        # stage on the calling thread (pure CPU: binding rows takes and drops the GIL per row, which
+        # on a second thread would fight the event loop for it); only COMMIT — the I/O and fsync,
+        # GIL released — runs on the writer thread
+        self._conn_lock.acquire()
+        try:
+            self._stage(batch)
+        except BaseException:
+            self._conn_lock.release()
+            raise
+
+        def finish() -> None:
+            try:
+                self._finish()
+            finally:
+                self._conn_lock.release()
+
+        future = self._executor.submit(finish)
+        self._writer_future = future
+        return future
+
+    def writer_done(self, future: concurrent.futures.Future[None]) -> None:
+        """Called by the host when a background commit finished (success or failure)."""
+        if self._writer_future is future:
+            self._writer_future = None
+        if future.exception() is not None:
+            # the durable state is what SQLite has: rebuild the mirror and drop everything uncommitted
+            self._pending_rows, self._pending_postings, self._pending_sql = {}, [], []
+            self._reload()
+            self._run_rollback_hooks()
+
+    def flush_writes(self) -> None:
+        """Commit anything pending so that SQLite reflects every step (used before reading SQLite)."""
+        self._wait_writer()
+        if self.has_pending:
+            group = self._group
+            self.commit()
+            self._group = group
 
     def rollback(self) -> None:
         """Drop uncommitted steps (a crash does the same) and rebuild the mirror from SQLite."""
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+        try:
+            self._wait_writer()   # a commit already handed to SQLite completes, as it would in a crash
+        except Exception:
+            pass
         self._group = False
+        self._depth = 0
         self._reload()
+        self._run_rollback_hooks()
 
-    @contextlib.contextmanager
-    def step(self) -> Iterator[None]:
-        """One logical step, atomic on its own: a SAVEPOINT inside a group, else its own transaction."""
-        if self._group or self.conn.in_transaction:
-            self._sp += 1
-            name = f"s{self._sp}"
-            self.conn.execute(f"SAVEPOINT {name}")
-            try:
-                yield
-            except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
-                # the mirror may hold half a step: rebuild it from the still-open transaction
-                self._reload()
-                raise
-            else:
-                self.conn.execute(f"RELEASE {name}")
-        else:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                self._reload()
-                raise
-            else:
-                self.conn.execute("COMMIT")
+    def _run_rollback_hooks(self) -> None:
+        for hook in list(self.on_rollback):
+            hook()
+
+    def step(self) -> _Step:
+        """One logical step, atomic on its own (use as ``with ledger.step():``).
+
+        Outside a group it commits when the outermost step ends. Inside a group it joins the
+        group's commit; should it fail half-way, everything uncommitted is dropped (no response of
+        that group has left yet: they all wait for its commit) and ``on_rollback`` hooks run so that
+        the host fails the waiting responses.
+        """
+        return self._step
 
     # -- reference data ----------------------------------------------------------------------------
     def add_card(self, card: Card, balance: int, at: _dt.datetime) -> None:
         """Create (or replace the reference data of) a card; fund a new account from ``capital``."""
         with self.step():
             new = card.pan not in self._cards
-            self.conn.execute(
+            self._exec(
                 "INSERT OR REPLACE INTO cards(pan, name, status, pin_hash, expiry, daily_limit, pin_tries)"
                 " VALUES (?,?,?,?,?,?,?)",
                 (card.pan, card.name, card.status, card.pin_hash, card.expiry, card.daily_limit, card.pin_tries))
@@ -384,7 +545,7 @@ class Ledger:
 
     def add_merchant(self, merchant: Merchant) -> None:
         with self.step():
-            self.conn.execute(
+            self._exec(
                 "INSERT OR REPLACE INTO merchants(mid, name, status, bank_account, bank_account_ok, terminals)"
                 " VALUES (?,?,?,?,?,?)",
                 (merchant.mid, merchant.name, merchant.status, merchant.bank_account,
@@ -415,7 +576,7 @@ class Ledger:
             raise LedgerError(f"no card {mask_pan(pan)}")
         updated = replace(card, **changes)
         with self.step():
-            self.conn.execute("UPDATE cards SET status=?, expiry=?, daily_limit=?, pin_tries=? WHERE pan=?",
+            self._exec("UPDATE cards SET status=?, expiry=?, daily_limit=?, pin_tries=? WHERE pan=?",
                               (updated.status, updated.expiry, updated.daily_limit, updated.pin_tries, pan))
             self._cards[pan] = updated
         return updated
@@ -427,7 +588,7 @@ class Ledger:
             raise LedgerError(f"no merchant {mid!r}")
         updated = replace(merchant, **changes)
         with self.step():
-            self.conn.execute("UPDATE merchants SET status=?, bank_account=?, bank_account_ok=? WHERE mid=?",
+            self._exec("UPDATE merchants SET status=?, bank_account=?, bank_account_ok=? WHERE mid=?",
                               (updated.status, updated.bank_account, int(updated.bank_account_ok), mid))
             self._merchants[mid] = updated
         return updated
@@ -438,7 +599,7 @@ class Ledger:
 
     def set_terminal_keys(self, tid: str, keys: dict[str, str], at: _dt.datetime) -> None:
         with self.step():
-            self.conn.execute("INSERT OR REPLACE INTO terminals(tid, keys, signed_on_at) VALUES (?,?,?)",
+            self._exec("INSERT OR REPLACE INTO terminals(tid, keys, signed_on_at) VALUES (?,?,?)",
                               (tid, json.dumps(keys), _iso(at)))
             self._terminal_keys[tid] = dict(keys)
 
@@ -447,7 +608,7 @@ class Ledger:
 
     def set_meta(self, key: str, value: str) -> None:
         with self.step():
-            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", (key, value))
+            self._exec("INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", (key, value))
             self._meta[key] = value
 
     # -- money ----------------------------------------------------------------------------------
@@ -462,14 +623,15 @@ class Ledger:
 
         Must run inside :meth:`step` (or a group) so the entry and whatever it belongs to are atomic.
         """
-        if sum(amount for _, amount in moves) != 0:
+        total = 0
+        for _, amount in moves:
+            total += amount
+        if total != 0:
             shown = ", ".join(f"{_masked_account(a)} {v:+d}" for a, v in moves)
             raise ConservationError(f"entry {kind!r} does not balance: {shown}")
         entry = self._next_entry
         stamp = _iso(at)
-        self.conn.executemany(
-            "INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
-            [(entry, txn, kind, account, amount, stamp) for account, amount in moves if amount])
+        self._pending_postings.extend((entry, txn, kind, account, amount, stamp) for account, amount in moves if amount)
         self._next_entry += 1
         for account, amount in moves:
             self._balances[account] = self._balances.get(account, 0) + amount
@@ -496,12 +658,15 @@ class Ledger:
 
     def record(self, **values: Any) -> TxnRow:
         """Insert a request row; must run inside :meth:`step` together with its postings."""
-        values.setdefault("dup_of", None)
-        values.setdefault("original", None)
-        values.setdefault("reversed_at", None)
-        values.setdefault("settlement", None)
-        row = TxnRow(id=self._next_txn, **values)
-        self._write_row(row, insert=True)
+        row = TxnRow(self._next_txn, values.pop("tid"), values.pop("stan"), values.pop("ref"), values.pop("kind"),
+                     values.pop("mti"), values.pop("mid"), values.pop("pan"), values.pop("amount"), values.pop("rc"),
+                     values.pop("extra"), values.pop("fingerprint"), values.pop("batch"), values.pop("status"),
+                     values.pop("cardholder_debit"), values.pop("hold"), values.pop("merchant_credit"),
+                     values.pop("original", None), values.pop("reversed_at", None), values.pop("settlement", None),
+                     values.pop("created_at"), values.pop("dup_of", None), values.pop("day"))
+        if values:
+            raise TypeError(f"record() got unknown column(s) {sorted(values)}")
+        self._pending_rows[row.id] = row
         self._next_txn += 1
         self._index(row)
         return row
@@ -511,7 +676,7 @@ class Ledger:
         was_approved = row.status == "approved"
         for name, value in changes.items():
             setattr(row, name, value)
-        self._write_row(row, insert=False)
+        self._pending_rows[row.id] = row
         if was_approved and row.status != "approved" and self._by_fingerprint.get(row.fingerprint) == row.id:
             del self._by_fingerprint[row.fingerprint]
         if row.kind in ("sale", "offline_sale", "completion") and row.rc == "00" and was_approved \
@@ -519,15 +684,9 @@ class Ledger:
             k = (row.pan, row.day)
             self._daily[k] = self._daily.get(k, 0) - row.amount
 
-    def _write_row(self, row: TxnRow, *, insert: bool) -> None:
-        values = [getattr(row, name) for name in _TXN_COLUMNS]
-        values[_TXN_COLUMNS.index("extra")] = json.dumps(row.extra)
-        if insert:
-            marks = ",".join("?" * len(_TXN_COLUMNS))
-            self.conn.execute(f"INSERT INTO txns({', '.join(_TXN_COLUMNS)}) VALUES ({marks})", values)
-        else:
-            sets = ", ".join(f"{name}=?" for name in _TXN_COLUMNS[1:])
-            self.conn.execute(f"UPDATE txns SET {sets} WHERE id=?", [*values[1:], row.id])
+    def next_id(self) -> int:
+        """The id the next :meth:`record` will get (lets a caller derive RRN/auth code before recording)."""
+        return self._next_txn
 
     # -- reversals --------------------------------------------------------------------------------
     def reversal(self, key: TxnKey) -> ReversalRow | None:
@@ -536,7 +695,7 @@ class Ledger:
 
     def record_reversal(self, key: TxnKey, status: str, rc: str, txn: int | None, at: _dt.datetime) -> ReversalRow:
         row = ReversalRow(key.tid, key.stan, key.ref, status, rc, txn, _iso(at))
-        self.conn.execute(
+        self._exec(
             "INSERT OR REPLACE INTO reversals(tid, stan, ref, status, rc, txn, received_at) VALUES (?,?,?,?,?,?,?)",
             (row.tid, row.stan, row.ref, row.status, row.rc, row.txn, row.received_at))
         self._reversals[(key.tid, key.stan, key.ref)] = row
@@ -547,32 +706,29 @@ class Ledger:
 
     # -- settlements --------------------------------------------------------------------------------
     def settlements(self, mid: str | None = None) -> list[Settlement]:
-        query = ("SELECT id, mid, day, amount, count, created_at, value_date, status, attempts, last_error,"
-                 " first_failed_at, paid_at, recredit FROM settlements")
-        args: tuple[Any, ...] = ()
-        if mid is not None:
-            query += " WHERE mid=?"
-            args = (mid,)
-        return [Settlement(*r[:12], bool(r[12])) for r in self.conn.execute(query + " ORDER BY day, mid", args)]
+        found = [v for v in self._settlements.values() if mid is None or v.mid == mid]
+        return sorted(found, key=lambda v: (v.day, v.mid, v.id))
 
     def save_settlement(self, s: Settlement) -> None:
-        self.conn.execute(
+        self._settlements[s.id] = s
+        self._exec(
             "INSERT OR REPLACE INTO settlements(id, mid, day, amount, count, created_at, value_date, status,"
             " attempts, last_error, first_failed_at, paid_at, recredit) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (s.id, s.mid, s.day, s.amount, s.count, s.created_at, s.value_date, s.status, s.attempts,
              s.last_error, s.first_failed_at, s.paid_at, int(s.recredit)))
 
     def terminal_batch(self, tid: str, batch: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT status, host_totals, terminal_totals, at FROM terminal_batches"
-                                " WHERE tid=? AND batch=?", (tid, batch)).fetchone()
-        if row is None:
-            return None
-        return {"status": row[0], "host_totals": json.loads(row[1]), "terminal_totals": json.loads(row[2]),
-                "at": row[3]}
+        found = self._terminal_batches.get((tid, batch))
+        return dict(found) if found is not None else None
+
+    def closed_batches(self, tid: str) -> set[str]:
+        return {b for (t, b), v in self._terminal_batches.items() if t == tid and v["status"] == "closed"}
 
     def save_terminal_batch(self, tid: str, batch: str, status: str, host_totals: dict[str, int],
                             terminal_totals: dict[str, int], at: _dt.datetime) -> None:
-        self.conn.execute(
+        self._terminal_batches[(tid, batch)] = {"status": status, "host_totals": dict(host_totals),
+                                                "terminal_totals": dict(terminal_totals), "at": _iso(at)}
+        self._exec(
             "INSERT OR REPLACE INTO terminal_batches(tid, batch, status, host_totals, terminal_totals, at)"
             " VALUES (?,?,?,?,?,?)",
             (tid, batch, status, json.dumps(host_totals), json.dumps(terminal_totals), _iso(at)))
@@ -612,6 +768,7 @@ class Ledger:
         0; the in-memory balances equal the stored ones; no hold is negative; each request's net
         cardholder debit equals the postings on its cardholder account.
         """
+        self.flush_writes()
         c = self.conn
         bad = c.execute("SELECT entry, kind, SUM(amount) FROM postings GROUP BY entry HAVING SUM(amount) != 0"
                         " LIMIT 1").fetchone()

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import signal
 import sys
@@ -48,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--tmk", help="terminal master key, hex (default: the TEST ONLY fixture TMK)")
     serve.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "OFF"),
                        help="SQLite durability: FULL survives power loss, NORMAL a process crash")
+    serve.add_argument("--commit", default="thread", choices=("thread", "inline"),
+                       help="group commit on a writer thread (default; the loop keeps serving during fsync) or inline")
+    serve.add_argument("--slow-commit", type=float, default=0.0, metavar="SECONDS",
+                       help="simulate a slow disk: each group commit takes this much longer (thread commit only)")
     serve.add_argument("--idle-timeout", type=float, default=300.0, help="close a silent connection after N s")
     serve.add_argument("--max-connections", type=int, default=256)
     serve.add_argument("--max-seconds", type=float, default=None, help="stop after N seconds (bounded runs)")
@@ -104,12 +109,22 @@ def _serve(args: argparse.Namespace) -> int:
                         issuer_slow_delay=args.issuer_slow_delay,
                         **{name: True for name in args.switches})
     ledger = _open_ledger(args, args.synchronous)
+    if args.slow_commit:
+        if args.commit != "thread":
+            raise ValueError("--slow-commit needs --commit thread")
+        ledger.write_delay = args.slow_commit
 
     def sink(event: dict[str, Any]) -> None:
         print(json.dumps(event, default=str), file=sys.stderr, flush=True)
 
     host = Host(ledger, args.dialect, config, events=sink if args.events else None,
-                keys={"default": args.tmk} if args.tmk else None)
+                keys={"default": args.tmk} if args.tmk else None, commit=args.commit)
+    # The ledger mirror holds every transaction in memory; a full cyclic-GC pass over it would stall
+    # the event loop for milliseconds (tail latency). Start-up objects are frozen out of GC and the
+    # young-generation threshold raised: request garbage is acyclic and freed by refcounting anyway.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
     try:
         asyncio.run(_run(host, args))
     finally:
@@ -118,9 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run(host: Any, args: argparse.Namespace) -> None:
-    from iso8583.wire import Wire
-
     from host_sim.security_glue import spec_of
+    from iso8583.wire import Wire
 
     wire = Wire(spec_of(host))
     stop = asyncio.Event()
@@ -142,19 +156,17 @@ async def _run(host: Any, args: argparse.Namespace) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         return
-    from iso8583.channels import tcp
+    from host_sim.tcp import serve_tcp
 
     address, port = _parse_listen(args.listen)
-    server = await tcp.serve(host.serve, address, port, header=wire.prefix, max_frame=wire.max_frame,
-                             idle_timeout=args.idle_timeout, max_connections=args.max_connections,
-                             name="posfault-host")
+    server = await serve_tcp(host, wire, address, port, idle_timeout=args.idle_timeout,
+                             max_connections=args.max_connections)
     print(f"posfault host: serving {args.dialect} on {address}:{server.port} (ledger {args.ledger})", flush=True)
     try:
         await stop.wait()
     finally:
         await server.close()
-        if host.ledger.in_group:
-            host.ledger.commit()
+        host.ledger.commit()
 
 
 def _settle(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from host_msgs import (
     CARDS,
@@ -270,3 +272,45 @@ def test_late_reversal_after_settlement_per_dialect() -> None:
         [txn] = host.ledger.transactions()
         assert txn.cardholder_debit == debit and txn.settled_batch is not None
         host.ledger.check_conservation()
+
+
+def test_reversal_during_slow_issuer_blocks_the_debit() -> None:
+    """The terminal times out while the issuer is slow and reverses; the original finishes later."""
+    from host_sim import Window
+
+    host = make_host(config=HostConfig(issuer_slow=Window(0.0, None), issuer_slow_delay=0.05))
+    original = sale(1, 7000)
+
+    async def go():
+        slow = asyncio.ensure_future(host.handle(original))
+        await asyncio.sleep(0.01)
+        rev = await host.handle(reversal(original))
+        return rev, await slow
+
+    rev, late = run(go())
+    assert rev[39] == "00" and late[39] != "00"
+    assert host.ledger.balance(card_account(PAN)) == 500000
+    host.ledger.check_conservation()
+
+
+def test_issuer_unavailable_window_ends() -> None:
+    from host_sim import Window
+
+    async def go():
+        now = asyncio.get_running_loop().time()
+        host = make_host(config=HostConfig(issuer_unavailable=Window(now, now + 0.05)))
+        first = await host.handle(sale(1, 100))
+        await asyncio.sleep(0.06)
+        second = await host.handle(sale(1, 100))          # same request, after the window
+        return first, second, host
+
+    first, second, host = run(go())
+    assert (first[39], second[39]) == ("91", "00")
+    assert host.ledger.balance(card_account(PAN)) == 499900
+
+
+def test_events_never_carry_a_clear_pan() -> None:
+    events: list = []
+    host = make_host(events=events, config=HostConfig(rules=[MatchRule(f"block {PAN}", "05", pans=frozenset({PAN}))]))
+    run(host.handle(sale(1, 100)))
+    assert events and PAN not in repr(events)

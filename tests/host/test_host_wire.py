@@ -100,3 +100,36 @@ def test_echo_in_both_families() -> None:
             return r
 
         assert asyncio.run(go())[39] == "00"
+
+
+def test_fast_tcp_front_end_unionpay_with_mac() -> None:
+    """The direct TCP front end (posfault host serve) speaks TPDU + header and verifies MACs over the
+    received bytes."""
+    from host_sim.tcp import serve_tcp
+
+    host = make_host("unionpay_pos", config=HostConfig(mac_required=True))
+    tmk = load_test_keys().tmk
+
+    async def go():
+        server = await serve_tcp(host)
+        wire = Wire("unionpay_pos")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+
+        async def send(msg):
+            writer.write(wire.prefix.wrap(wire.pack(msg)))
+            header = await reader.readexactly(wire.prefix.size)
+            return wire.unpack(await reader.readexactly(wire.prefix.parse(header)))
+
+        signed, env = await send(request(TxnType.SIGN_ON, "unionpay", stan=1, amount=None))
+        keys = WorkingKeys.unpack(signed[62], tmk)
+        ok, _ = await send(mac.stamp(with_pin(sale(2, 1000, "unionpay"), keys, "1234"), wire.spec, keys.mac_key))
+        bad = mac.stamp(sale(3, 1000, "unionpay"), wire.spec, keys.mac_key)
+        bad[64] = bytes(8)
+        refused, _ = await send(bad)
+        writer.close()
+        await server.close()
+        return env, ok, refused
+
+    env, ok, refused = asyncio.run(asyncio.wait_for(go(), 20))
+    assert env is not None and ok[39] == "00" and refused[39] == "A0"
+    assert host.ledger.balance(card_account(PAN)) == 499000

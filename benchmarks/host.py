@@ -1,0 +1,237 @@
+"""Benchmark: the posfault host over TCP on 127.0.0.1, against a ledger-less mock host measured in the same run.
+
+    python3 benchmarks/host.py                       # 1 and 50 connections, 20,000 sales each
+    python3 benchmarks/host.py --count 5000 --connections 1,10,50 --synchronous NORMAL
+
+Each server runs in its own process (``posfault host serve`` with its SQLite ledger; the peer is a
+minimal asyncio host using the same codec but no ledger) and the load generator in another, so the
+figures include the real TCP path, framing, codec and — for posfault — the group-committed ledger:
+a response leaves only after the COMMIT holding its posting. Each connection sends sales one after
+another (request, wait for the response, next), a bounded count; the run stops by itself.
+
+Printed per server and connection count: TPS, p50 and p99 latency, approvals; then the ratio
+posfault/peer. After the run the ledger is reopened: every approved response must be a committed
+debit, and money must be conserved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_CARDS = 50
+BENCH_MID = "100000000000001"
+
+
+def bench_pans() -> list[str]:
+    return [f"62170199{i:08d}" for i in range(BENCH_CARDS)]
+
+
+def write_cards(path: pathlib.Path) -> None:
+    """Benchmark cards with balances that never run out (every sale should be approved)."""
+    lines = ["# benchmark cards (TEST ONLY)"]
+    for i, pan in enumerate(bench_pans()):
+        lines += [f"[cards.bench-{i}]", f'pan = "{pan}"', 'expiry = "2912"', 'service_code = "201"',
+                  'pin = "1234"', 'entry = "chip"', "balance = 1000000000000", "daily_limit = 1000000000000000", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+# -- the peer: a minimal ledger-less asyncio mock host ------------------------------------------------
+def run_peer(dialect: str, seconds: float) -> None:
+    from iso8583 import load_spec
+    from iso8583.transactions import make_response
+    from iso8583.wire import Wire
+
+    wire = Wire(load_spec(dialect))
+    prefix = wire.prefix
+    counter = [0]
+
+    async def conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(prefix.size)
+                frame = await reader.readexactly(prefix.parse(header))
+                msg, env = wire.unpack(frame)
+                counter[0] += 1
+                response = make_response(msg, "00", "iso87", f37=f"{counter[0]:012d}", f38="123456")
+                writer.write(prefix.wrap(wire.pack(response, env.reply() if env else None)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(conn, "127.0.0.1", 0)
+        print(f"peer serving on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.sleep(seconds)
+        server.close()
+
+    asyncio.run(main())
+
+
+# -- load generator ------------------------------------------------------------------------------------
+def run_loadgen(port: int, dialect: str, connections: int, count: int, run_id: int) -> None:
+    from iso8583 import Message
+    from iso8583.transactions import TxnType, format_amount, request_base
+    from iso8583.wire import Wire
+
+    wire = Wire(dialect)
+    prefix = wire.prefix
+    pans = bench_pans()
+    per_conn = max(1, count // connections)
+    start_time = dt.datetime(2026, 11, 23, 10, 0, 0) + dt.timedelta(hours=run_id)
+    frames: list[list[bytes]] = []
+    for c in range(connections):
+        tid = f"9{run_id % 10}{c:06d}"   # TIDs no fixture merchant owns
+        out = []
+        for i in range(per_conn):
+            when = start_time + dt.timedelta(seconds=i)
+            mti, fields = request_base(TxnType.SALE, "iso87")
+            fields.update({2: pans[c % len(pans)], 4: format_amount(100 + i % 9000), 7: when.strftime("%m%d%H%M%S"),
+                           11: f"{i + 1:06d}", 12: when.strftime("%H%M%S"), 13: when.strftime("%m%d"),
+                           14: "2912", 22: "051", 41: tid, 42: BENCH_MID, 49: "156"})
+            out.append(prefix.wrap(wire.pack(Message(mti, fields))))
+        frames.append(out)
+    latencies: list[float] = []
+    responses: list[bytes] = []
+
+    async def one_connection(batch: list[bytes]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for data in batch:
+                t0 = time.perf_counter()
+                writer.write(data)
+                header = await reader.readexactly(prefix.size)
+                body = await reader.readexactly(prefix.parse(header))
+                latencies.append(time.perf_counter() - t0)
+                responses.append(body)
+        finally:
+            writer.close()
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(one_connection(b) for b in frames)), timeout=300)
+        return time.perf_counter() - t0
+
+    elapsed = asyncio.run(main())
+    approved = sum(1 for body in responses if wire.unpack(body)[0].get(39) == "00")
+    latencies.sort()
+    print(json.dumps({
+        "connections": connections, "requests": len(responses), "elapsed": elapsed,
+        "tps": len(responses) / elapsed, "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, "approved": approved,
+    }), flush=True)
+
+
+# -- orchestration ---------------------------------------------------------------------------------------
+def start_server(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "127.0.0.1:" not in line:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    port = int(line.split("127.0.0.1:")[1].split()[0])
+    return proc, port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process (Linux /proc), to report server CPU per request."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def loadgen(port: int, dialect: str, connections: int, count: int, run_id: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--loadgen", str(port), dialect, str(connections), str(count),
+                          str(run_id)], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=20000, help="sales per run (default 20000)")
+    parser.add_argument("--connections", default="1,50", help="comma-separated connection counts (default 1,50)")
+    parser.add_argument("--dialect", default="iso87ascii")
+    parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "OFF"),
+                        help="ledger durability (default FULL: every commit fsynced)")
+    parser.add_argument("--loadgen", nargs=5, metavar=("PORT", "DIALECT", "CONNS", "COUNT", "RUN"), help=argparse.SUPPRESS)
+    parser.add_argument("--peer-server", nargs=2, metavar=("DIALECT", "SECONDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loadgen:
+        port, dialect, conns, count, run = args.loadgen
+        run_loadgen(int(port), dialect, int(conns), int(count), int(run))
+        return 0
+    if args.peer_server:
+        run_peer(args.peer_server[0], float(args.peer_server[1]))
+        return 0
+
+    counts = [int(c) for c in args.connections.split(",")]
+    results: dict[str, dict[int, dict[str, float]]] = {"posfault": {}, "peer": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        cards = pathlib.Path(tmp) / "cards.toml"
+        write_cards(cards)
+        db = pathlib.Path(tmp) / "host.db"
+        servers = {
+            "posfault": [sys.executable, "-m", "posfault", "host", "serve", "--listen", "127.0.0.1:0", "--dialect",
+                         args.dialect, "--ledger", str(db), "--cards", str(cards), "--synchronous", args.synchronous,
+                         "--max-seconds", "900", "--max-connections", "512", "--commit", os.environ.get("BENCH_COMMIT", "thread")],
+            "peer": [sys.executable, __file__, "--peer-server", args.dialect, "900"],
+        }
+        for name, cmd in servers.items():
+            proc, port = start_server(cmd)
+            try:
+                for run_id, conns in enumerate(counts, 1):
+                    before = cpu_seconds(proc.pid)
+                    results[name][conns] = loadgen(port, args.dialect, conns, args.count, run_id)
+                    used = cpu_seconds(proc.pid) - before
+                    results[name][conns]["cpu_us"] = used / results[name][conns]["requests"] * 1e6
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        approved = sum(r["approved"] for r in results["posfault"].values())
+        from host_sim import Ledger
+
+        ledger = Ledger.open(str(db))
+        committed = sum(1 for t in ledger.transactions() if t.approved and t.cardholder_debit == t.amount)
+        ledger.check_conservation()
+        ledger.close()
+
+    print(f"host benchmark: {args.dialect}, sales over TCP 127.0.0.1, ledger SQLite WAL synchronous={args.synchronous}")
+    print(f"{'server':<10} {'conns':>5} {'requests':>9} {'TPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'approved':>9}"
+          f" {'server CPU us/req':>18}")
+    for name in ("posfault", "peer"):
+        for conns, r in results[name].items():
+            print(f"{name:<10} {conns:>5} {int(r['requests']):>9} {r['tps']:>9.0f} {r['p50_ms']:>8.2f} "
+                  f"{r['p99_ms']:>8.2f} {int(r['approved']):>9} {r['cpu_us']:>18.0f}")
+    for conns in counts:
+        p, q = results["posfault"][conns], results["peer"][conns]
+        print(f"ratio posfault/peer at {conns} connection(s): TPS {p['tps'] / q['tps']:.2f}x, "
+              f"p99 {p['p99_ms'] / q['p99_ms']:.2f}x")
+    print(f"ledger check: {approved} approvals answered, {committed} committed debits, conservation ok")
+    if committed != approved:
+        print("ERROR: an approval was answered that the ledger does not hold", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""A direct asyncio TCP front end for the host: the throughput path of ``posfault host serve``.
+
+Same bytes on the wire as ``Host.serve(channel)`` over ``iso8583.channels.tcp`` (the dialect's
+length header, TPDU/application header via :class:`iso8583.wire.Wire`), but without a task and a
+future per request: frames are decoded and processed as they arrive, and each response is written
+from a callback once the group commit holding its postings has returned. Requests that must wait
+(issuer_slow) take the ordinary ``await host.handle`` path.
+
+Limits: frames larger than the dialect's ``max_frame`` close the connection, a connection silent
+for ``idle_timeout`` seconds is closed, at most ``max_connections`` are served at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from iso8583.wire import Wire
+
+if TYPE_CHECKING:
+    from .host import Host
+
+
+class HostProtocol(asyncio.Protocol):
+    """One TCP connection of a :class:`HostServer`."""
+
+    def __init__(self, server: HostServer) -> None:
+        self.server = server
+        self.host = server.host
+        self.wire = server.wire
+        self.prefix = server.wire.prefix
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.idle: asyncio.TimerHandle | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- connection lifecycle ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if len(self.server.connections) >= self.server.max_connections:
+            self.server.refused += 1
+            transport.abort()
+            return
+        self.transport = transport
+        self.server.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
+        self.transport = None
+
+    def _arm_idle(self) -> None:
+        timeout = self.server.idle_timeout
+        if timeout is None:
+            return
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(timeout, self._close)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- frames ----------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        self._arm_idle()
+        size = self.prefix.size
+        while len(buffer) >= size:
+            try:
+                length = self.prefix.parse(bytes(buffer[:size]))
+            except Exception as exc:
+                self.host._emit("decode_error", detail=f"bad length header: {exc}"[:200])
+                self._close()
+                return
+            if length > self.wire.max_frame:
+                self.host._emit("decode_error", detail=f"frame of {length} bytes exceeds max_frame {self.wire.max_frame}")
+                self._close()
+                return
+            if len(buffer) < size + length:
+                break
+            frame = bytes(buffer[size:size + length])
+            del buffer[:size + length]
+            self._frame(frame)
+
+    def _frame(self, frame: bytes) -> None:
+        host = self.host
+        if host.crashed:
+            return
+        try:
+            msg, envelope = self.wire.unpack(frame)
+        except Exception as exc:  # undecodable: say so (masked) and keep the connection
+            host._emit("decode_error", detail=str(exc)[:200])
+            return
+        body = frame[envelope.size:] if envelope is not None else frame
+        if not msg.is_request:
+            return
+        if host.needs_wait(msg):
+            task = asyncio.get_running_loop().create_task(self._slow(msg, envelope, body))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            return
+        response = host.process(msg, body)
+
+        def committed(exc: BaseException | None) -> None:
+            if exc is not None:
+                host._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), detail=type(exc).__name__)
+                return
+            self._send(host.finish(msg, response), envelope)
+
+        host.after_commit(committed)
+
+    async def _slow(self, msg: Any, envelope: Any, body: bytes) -> None:
+        self._send(await self.host.handle(msg, envelope, body), envelope)
+
+    def _send(self, response: Any, envelope: Any) -> None:
+        if response is None or self.transport is None or self.transport.is_closing():
+            return
+        frame = self.wire.pack(response, envelope.reply() if envelope is not None else None)
+        self.transport.write(self.prefix.wrap(frame))
+
+
+class HostServer:
+    """Listens on ``address:port`` (127.0.0.1 by default; port 0 picks a free one)."""
+
+    def __init__(self, host: Host, wire: Wire, *, address: str = "127.0.0.1", port: int = 0,
+                 idle_timeout: float | None = 300.0, max_connections: int = 256) -> None:
+        self.host = host
+        self.wire = wire
+        self.address = address
+        self.requested_port = port
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.connections: set[HostProtocol] = set()
+        self.refused = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> HostServer:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: HostProtocol(self), self.address, self.requested_port,
+                                                reuse_address=True)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn._close()
+            for task in list(conn.tasks):
+                task.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+
+async def serve_tcp(host: Host, wire: Wire | None = None, address: str = "127.0.0.1", port: int = 0,
+                    **kwargs: Any) -> HostServer:
+    """Start a :class:`HostServer` for ``host``; ``await server.close()`` to stop."""
+    from .security_glue import spec_of
+
+    return await HostServer(host, wire or Wire(spec_of(host)), address=address, port=port, **kwargs).start()

@@ -18,12 +18,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iso8583 import Message, decode, encode, load_spec  # noqa: E402
+from iso8583 import Message, decode, encode, load_spec
 
 EMV = bytes.fromhex(
     "9F26088E19ED4FBA1A9C5C9F2701809F10120110A04003220000000000000000000000FF9F3704B2A85E7F"
@@ -61,7 +60,9 @@ def rate(fn, seconds):
         if time.perf_counter() > deadline:
             return best
 '''
-exec(TIMER)  # defines rate()
+_TIMER_NS: dict = {}
+exec(TIMER, _TIMER_NS)
+rate = _TIMER_NS["rate"]
 
 PYISO_SCRIPT = TIMER + '''
 import json, sys
@@ -107,19 +108,41 @@ def pyiso(python: str, seconds: float) -> dict[str, dict[str, float]]:
     return json.loads(result.stdout)
 
 
+def best_of(old: dict, new: dict) -> dict:
+    if not old:
+        return new
+    for name, figures in new.items():
+        for key, value in figures.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                old[name][key] = max(old[name][key], value)
+            else:
+                old[name][key] = old[name][key] and value
+    return old
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pyiso-python", default=os.environ.get("POSFAULT_PYISO8583_PYTHON"),
                         help="python of a virtualenv with pyiso8583 (default: $POSFAULT_PYISO8583_PYTHON)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per figure (best batch wins)")
+    parser.add_argument("--seconds", type=float, default=0.5, help="measuring time per figure (best batch wins)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, pyiso8583, ...)")
     parser.add_argument("--min-ratio", type=float, default=0.0,
                         help="exit 1 if ours/pyiso8583 is below this on any figure (e.g. 3)")
     args = parser.parse_args()
 
-    mine = ours(args.seconds, "iso87ascii")
-    others = {d: ours(args.seconds / 2, d) for d in ("iso87binary", "unionpay_pos")}
-    theirs = pyiso(args.pyiso_python, args.seconds) if args.pyiso_python else None
-    print(f"python {sys.version.split()[0]}; msgs/s, best batch over {args.seconds:g} s")
+    # Alternate ours and pyiso8583 for several rounds and keep each side's best: on a shared or
+    # throttled machine this compares both at their least-disturbed moments.
+    mine: dict = {}
+    theirs: dict | None = {} if args.pyiso_python else None
+    others: dict[str, dict] = {"iso87binary": {}, "unionpay_pos": {}}
+    for _ in range(args.rounds):
+        mine = best_of(mine, ours(args.seconds, "iso87ascii"))
+        if theirs is not None:
+            theirs = best_of(theirs, pyiso(args.pyiso_python, args.seconds))
+        for dialect in others:
+            others[dialect] = best_of(others[dialect], ours(args.seconds / 2, dialect))
+    print(f"python {sys.version.split()[0]}; msgs/s, best batch of {args.rounds} alternating rounds "
+          f"of {args.seconds:g} s per figure")
     print(f"{'message':<28} {'op':<7} {'posfault':>10} {'pyiso8583':>10} {'ratio':>6}")
     worst = float("inf")
     for name in CASES:

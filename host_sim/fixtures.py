@@ -34,13 +34,21 @@ class AccountSpec:
     balance: int
 
 
+_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
 def _read(path: str | pathlib.Path) -> dict[str, Any]:
+    """Parse a TOML fixture (cached by path, size and mtime: simulations reseed many ledgers)."""
     path = pathlib.Path(path)
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise FixtureError(f"{path}: not valid TOML: {exc}") from None
+    stat = path.stat()
+    cache_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if cache_key not in _CACHE:
+        try:
+            with path.open("rb") as fh:
+                _CACHE[cache_key] = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise FixtureError(f"{path}: not valid TOML: {exc}") from None
+    return _CACHE[cache_key]
 
 
 def _need(where: str, table: dict[str, Any], key: str, kind: type) -> Any:
@@ -100,6 +108,12 @@ def seed(ledger: Ledger, *, cards: str | pathlib.Path | None = DEFAULT_CARDS,
          at: _dt.datetime | None = None) -> None:
     """Load cards and merchants into ``ledger`` once (a reopened ledger keeps its balances)."""
     at = at or _dt.datetime(2000, 1, 1)
+    with ledger.step():
+        _seed(ledger, cards, merchants, at)
+
+
+def _seed(ledger: Ledger, cards: str | pathlib.Path | None, merchants: str | pathlib.Path | None,
+          at: _dt.datetime) -> None:
     if cards is not None:
         for spec in load_accounts(cards).values():
             if ledger.card(spec.card.pan) is None:

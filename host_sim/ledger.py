@@ -264,7 +264,11 @@ class Ledger:
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         conn.execute("PRAGMA foreign_keys=OFF")
-        conn.executescript(SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("COMMIT")
         return cls(conn, path)
 
     def close(self) -> None:
@@ -340,7 +344,7 @@ class Ledger:
     @contextlib.contextmanager
     def step(self) -> Iterator[None]:
         """One logical step, atomic on its own: a SAVEPOINT inside a group, else its own transaction."""
-        if self._group:
+        if self._group or self.conn.in_transaction:
             self._sp += 1
             name = f"s{self._sp}"
             self.conn.execute(f"SAVEPOINT {name}")
@@ -596,7 +600,7 @@ class Ledger:
                 merchant_credit=sum(r.merchant_credit for r in group),
                 merchant_credited_at=_from_iso(paid.get(settled)) if settled else None,
                 created_at=_from_iso(row.created_at) or _dt.datetime.min,
-                times_posted=sum(1 for r in group if r.rc == "00"),
+                times_posted=sum(1 for r in group if r.rc == "00" and r.kind == row.kind),
             ))
         return out
 

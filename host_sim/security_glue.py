@@ -8,7 +8,6 @@ only) and never appears in events, reprs or errors.
 from __future__ import annotations
 
 import pathlib
-import tomllib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,28 +35,12 @@ class Delivered:
         return f"Delivered(kcv={self.kcv_text})"
 
 
-def _find_tmk(table: Any, tid: str) -> str | None:
-    """Look for a TMK for ``tid`` in a test-keys TOML table, tolerating a few natural layouts."""
-    if not isinstance(table, dict):
-        return None
-    terminals = table.get("terminals")
-    if isinstance(terminals, dict) and isinstance(terminals.get(tid), dict):
-        found = _find_tmk(terminals[tid], tid)
-        if found:
-            return found
-    for name in ("tmk", "TMK", "terminal_master_key"):
-        value = table.get(name)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, dict):
-            for inner in ("key", "value", "hex", "clear"):
-                if isinstance(value.get(inner), str):
-                    return value[inner]
-    return None
+_FIXTURE_TMK: list[str] = []
 
 
 def tmk_for(host: Any, tid: str) -> str:
-    """The terminal master key (hex) of ``tid``: host.keys (mapping or hex), the fixture, the fallback."""
+    """The terminal master key (hex) of ``tid``: ``host.keys`` (a mapping tid -> hex with an optional
+    ``"default"``, or one hex string for every terminal), else the TEST ONLY fixture TMK."""
     keys = host.keys
     if isinstance(keys, str):
         return keys
@@ -66,12 +49,14 @@ def tmk_for(host: Any, tid: str) -> str:
             return str(keys[tid])
         if "default" in keys:
             return str(keys["default"])
-    if DEFAULT_KEYS.exists():
-        with DEFAULT_KEYS.open("rb") as fh:
-            found = _find_tmk(tomllib.load(fh), tid)
-        if found:
-            return found
-    return FALLBACK_TMK
+    if not _FIXTURE_TMK:
+        try:
+            from iso8583.security.keys import load_test_keys
+
+            _FIXTURE_TMK.append(bytes(load_test_keys().tmk).hex().upper())
+        except Exception:  # no fixture file (installed package): the documented fallback test key
+            _FIXTURE_TMK.append(FALLBACK_TMK)
+    return _FIXTURE_TMK[0]
 
 
 _SPECS: dict[Any, Any] = {}
@@ -110,9 +95,8 @@ def new_working_keys(host: Any, tid: str) -> Delivered:
 
 
 def verify_mac(host: Any, msg: Message, keys: dict[str, str], raw: bytes | None) -> bool:
-    from iso8583.security.keys import Key
-
     from iso8583.security import mac
+    from iso8583.security.keys import Key
 
     try:
         return bool(mac.verify(raw if raw is not None else msg, spec_of(host), Key(keys["mac_key"])))
@@ -124,9 +108,8 @@ def verify_pin(host: Any, msg: Message, pan: str, card: Card, keys: dict[str, st
     """Decrypt field 52 with the terminal's PIN key and compare with the card's PIN verification value."""
     if not keys:
         return "no_keys"
-    from iso8583.security.keys import Key
-
     from iso8583.security import pin
+    from iso8583.security.keys import Key
 
     block = msg.get(52)
     if isinstance(block, str):

@@ -18,9 +18,8 @@ MAX_IN_FLIGHT = 64
 
 
 async def serve_channel(host: Host, channel: Any) -> None:
-    from iso8583.wire import Wire  # type: ignore[import-not-found]
-
     from iso8583.channels import ChannelClosed  # type: ignore[attr-defined]
+    from iso8583.wire import Wire  # type: ignore[import-not-found]
 
     from .security_glue import spec_of
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import DecodeError, EncodeError
 from .message import Message
+from .plans import COMPILE_AFTER, compile_decoder, compile_encoder
 from .spec import Spec, load_spec
 
 _PLAN_CACHE_LIMIT = 4096
@@ -37,8 +38,8 @@ class _Codec:
         self.mti_dec: dict[bytes, str] = {}
         self.bitmap_encoding = spec.bitmap_encoding
         self.hex_codec = "cp500" if spec.bitmap_encoding == "hex-ebcdic" else "ascii"
-        self.enc_plans: dict[tuple[int, ...], tuple[bytes, tuple[tuple[int, Any], ...]]] = {}
-        self.dec_plans: dict[bytes, tuple[tuple[int, Any], ...]] = {}
+        self.enc_plans: dict[tuple[int, ...], list[Any]] = {}  # key -> [bitmap, runner, steps]
+        self.dec_plans: dict[bytes, list[Any]] = {}  # bitmap -> [steps, runner]
 
     # -- MTI ---------------------------------------------------------------------------------------
     def encode_mti(self, mti: Any) -> bytes:
@@ -76,7 +77,7 @@ class _Codec:
         return text
 
     # -- bitmaps -----------------------------------------------------------------------------------
-    def encode_plan(self, numbers: tuple[int, ...]) -> tuple[bytes, tuple[tuple[int, Any], ...]]:
+    def encode_plan(self, numbers: tuple[int, ...]) -> list[Any]:
         fields = self.fields
         ordered = sorted(numbers)
         bits = 0
@@ -104,11 +105,29 @@ class _Codec:
         raw = (bits >> ((24 - size) * 8)).to_bytes(size, "big")
         if self.bitmap_encoding != "binary":
             raw = raw.hex().upper().encode(self.hex_codec)
-        result = (raw, tuple(plan))
+        steps = tuple(plan)
+        entry: list[Any] = [raw, None, steps]
+        entry[1] = self._counting_encoder(entry)
         if len(self.enc_plans) >= _PLAN_CACHE_LIMIT:
             self.enc_plans.clear()
-        self.enc_plans[numbers] = result
-        return result
+        self.enc_plans[numbers] = entry
+        return entry
+
+    def _counting_encoder(self, entry: list[Any]) -> Any:
+        """Interpretive runner for a new bitmap; swaps in generated code once the bitmap recurs."""
+        steps = entry[2]
+        hits = 0
+
+        def run(values: dict[int, Any], out: list[bytes]) -> None:
+            nonlocal hits
+            hits += 1
+            if hits >= COMPILE_AFTER:
+                entry[1] = compile_encoder(steps, self.fields)
+            append = out.append
+            for number, enc in steps:
+                append(enc(values[number]))
+
+        return run
 
     def read_bitmap(self, data: bytes, pos: int) -> tuple[bytes, int]:
         """The raw bitmap bytes (1, 2 or 3 bitmaps) at ``pos`` and the offset after them."""
@@ -149,7 +168,7 @@ class _Codec:
         raise DecodeError(f"expected a hex bitmap at offset {pos}, found {chunk!r}", field=1, offset=pos,
                           expected="hex digits", found=repr(chunk))
 
-    def decode_plan(self, raw: bytes, offset: int) -> tuple[tuple[int, Any], ...]:
+    def decode_plan(self, raw: bytes, offset: int) -> list[Any]:
         if self.bitmap_encoding == "binary":
             bits_bytes = raw
         else:
@@ -178,11 +197,29 @@ class _Codec:
                                   f"defined in spec {self.spec.name!r}", field=number, offset=offset,
                                   expected="a field of the spec", found=f"bit {number}")
             plan.append((number, fs.decode))
-        result = tuple(plan)
+        steps = tuple(plan)
+        entry: list[Any] = [steps, None]
+        entry[1] = self._counting_decoder(entry)
         if len(self.dec_plans) >= _PLAN_CACHE_LIMIT:
             self.dec_plans.clear()
-        self.dec_plans[raw] = result
-        return result
+        self.dec_plans[raw] = entry
+        return entry
+
+    def _counting_decoder(self, entry: list[Any]) -> Any:
+        steps = entry[0]
+        hits = 0
+
+        def run(data: bytes, pos: int) -> tuple[dict[int, Any], int]:
+            nonlocal hits
+            hits += 1
+            if hits >= COMPILE_AFTER:
+                entry[1] = compile_decoder(steps, self.fields)
+            values: dict[int, Any] = {}
+            for number, dec in steps:
+                values[number], pos = dec(data, pos)
+            return values, pos
+
+        return run
 
 
 def _codec_for(spec: Spec) -> _Codec:
@@ -202,23 +239,30 @@ def encode(msg: Message, spec: Spec | str) -> bytes:
     codec = spec._codec or _codec_for(spec)
     fields = msg.fields
     key = tuple(fields)
-    plan = codec.enc_plans.get(key)
-    if plan is None:
-        plan = codec.encode_plan(key)
-    bitmap, steps = plan
-    out = [codec.mti_enc.get(msg.mti) or codec.encode_mti(msg.mti), bitmap]
-    append = out.append
-    number = None
+    entry = codec.enc_plans.get(key) or codec.encode_plan(key)
+    out = [codec.mti_enc.get(msg.mti) or codec.encode_mti(msg.mti), entry[0]]
     try:
-        for number, enc in steps:
-            append(enc(fields[number]))
+        entry[1](fields, out)
     except EncodeError:
         raise
-    except Exception as exc:  # a value of an unexpected kind: say which field, never leak the value
-        raise EncodeError(f"cannot encode value of type {type(fields.get(number)).__name__}: "
-                          f"{type(exc).__name__}", field=number, expected="a value of the field's type",
-                          found=type(fields.get(number)).__name__) from None
+    except Exception:  # a value of an unexpected kind: find which field, never leak the value
+        _blame_encode(entry[2], fields)
+        raise
     return b"".join(out)
+
+
+def _blame_encode(steps: tuple[tuple[int, Any], ...], fields: dict[int, Any]) -> None:
+    """Re-run field by field to raise an EncodeError naming the field that cannot be encoded."""
+    for number, enc in steps:
+        value = fields[number]
+        try:
+            enc(value)
+        except EncodeError:
+            raise
+        except Exception as exc:
+            raise EncodeError(f"cannot encode value of type {type(value).__name__} ({type(exc).__name__})",
+                              field=number, expected="a value of the field's type",
+                              found=type(value).__name__) from None
 
 
 def decode(data: bytes, spec: Spec | str) -> Message:
@@ -235,25 +279,19 @@ def decode(data: bytes, spec: Spec | str) -> Message:
         else:
             raise DecodeError(f"expected bytes to decode, got {type(data).__name__}", offset=0,
                               expected="bytes", found=type(data).__name__)
-    number: int | None = 0
     pos = 0
+    entry = None
     try:
         mti = codec.mti_dec.get(data[:codec.mti_size]) or codec.decode_mti(data)
-        pos = codec.mti_size
-        number = 1
-        raw, after = codec.read_bitmap(data, pos)
-        plan = codec.dec_plans.get(raw)
-        if plan is None:
-            plan = codec.decode_plan(raw, pos)
-        pos = after
-        values: dict[int, Any] = {}
-        for number, dec in plan:
-            values[number], pos = dec(data, pos)
+        raw, pos = codec.read_bitmap(data, codec.mti_size)
+        entry = codec.dec_plans.get(raw) or codec.decode_plan(raw, codec.mti_size)
+        values, pos = entry[1](data, pos)
     except DecodeError:
         raise
     except Exception as exc:  # defensive: a codec bug must still surface as a DecodeError
-        raise DecodeError(f"cannot decode at offset {pos}: {type(exc).__name__}", field=number, offset=pos,
-                          expected="a valid field", found=type(exc).__name__) from None
+        _blame_decode(entry, data, pos)
+        raise DecodeError(f"cannot decode at offset {pos}: {type(exc).__name__}", offset=pos,
+                          expected="a valid message", found=type(exc).__name__) from None
     if pos != len(data):
         raise DecodeError(f"{len(data) - pos} unexpected bytes after the last field, at offset {pos}",
                           offset=pos, expected="end of message", found=f"{len(data) - pos} bytes")
@@ -261,3 +299,18 @@ def decode(data: bytes, spec: Spec | str) -> Message:
     msg.mti = mti
     msg.fields = values
     return msg
+
+
+def _blame_decode(entry: list[Any] | None, data: bytes, pos: int) -> None:
+    """Re-run field by field to raise a DecodeError naming the field where decoding broke."""
+    if entry is None:
+        return
+    for number, dec in entry[0]:
+        start = pos
+        try:
+            _, pos = dec(data, pos)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"cannot decode at offset {start}: {type(exc).__name__}", field=number,
+                              offset=start, expected="a valid field", found=type(exc).__name__) from None

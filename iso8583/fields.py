@@ -640,6 +640,38 @@ def _fast_variable(fs: FieldSpec, slow_encode: Encoder, slow_decode: Decoder, pl
                         return text, end
             return slow_decode(data, pos)
 
+    elif enc == "bcd" and kind == "z" and not by_bytes:
+        left = fs.pad.startswith("left")
+        pad_char = fs.pad[-1].lower()
+        check = _str_check(fs)
+
+        def encode(value: Any) -> bytes:
+            if value.__class__ is str and len(value) <= max_units and check(value):
+                n = len(value)
+                digits = value.replace("=", "D")
+                if n & 1:
+                    digits = pad_char + digits if left else digits + pad_char
+                return penc[n] + bytes.fromhex(digits)
+            return slow_encode(value)
+
+        def decode(data: bytes, pos: int) -> tuple[Any, int]:
+            start = pos + plen
+            n = pdec.get(data[pos:start])
+            if n is not None:
+                size = (n + 1) >> 1
+                end = start + size
+                raw = data[start:end]
+                if len(raw) == size:
+                    text = raw.hex()
+                    if n & 1:
+                        if text[0 if left else -1] != pad_char:
+                            return slow_decode(data, pos)
+                        text = text[1:] if left else text[:-1]
+                    text = text.replace("d", "=")
+                    if check(text):
+                        return text, end
+            return slow_decode(data, pos)
+
     elif kind == "b" and enc == "binary":
         def encode(value: Any) -> bytes:
             if value.__class__ is bytes and len(value) <= max_units:

@@ -226,7 +226,8 @@ def field_from_dict(number: int | str, fdef: Mapping[str, Any], defaults: Mappin
             key = str(sub_key) if kind_c == "tlv" else f"{number}.{sub_key}"
             if not isinstance(sub_def, Mapping):
                 raise SpecError(f"field {number}: subfield {sub_key} must be a table")
-            sub = FieldSpec(number=key, **_sub_attrs(key, sub_def, sub_defaults, kind))
+            label = f"{number}.{sub_key}"
+            sub = FieldSpec(number=label, **_sub_attrs(label, sub_def, sub_defaults, kind))
             subs[key] = sub
         if kind_c != "tlv":
             subs = dict(sorted(subs.items(), key=lambda kv: _sub_order(kv[0])))

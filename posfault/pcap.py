@@ -276,8 +276,9 @@ def write_pcap(trace: Any, path: str | Path | None = None, *, wire: Any = None, 
                 emit(t, leg_of(conn, "A"), True, data)       # terminal -> proxy
             else:
                 emit(t, leg_of(conn, "B"), False, data)      # host -> proxy
-        elif kind == "deliver" and isinstance(event.get("wire_bytes"), (bytes, bytearray)):
-            data = bytes(event["wire_bytes"])
+        elif kind == "deliver" and isinstance(event.get("wire_bytes") or event.get("frame"), (bytes, bytearray)):
+            raw = event.get("wire_bytes")
+            data = bytes(raw) if raw is not None else real_prefix.wrap(bytes(event["frame"]))
             if direction == "to_host":
                 emit(t, leg_of(conn, "B"), True, data)       # proxy -> host
             else:
@@ -296,3 +297,24 @@ def _net_events(events: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     for event in events:
         if event.get("actor") == "net" and event.get("conn") is not None:
             yield event
+
+
+def frames_to_pcap(frames: Iterable[tuple[float, str, bytes]], *, dialect: Any = None, wire: Any = None,
+                   port: int = 8583, mask: bool = True, epoch: float | None = None) -> bytes:
+    """A pcap from ``(t, direction, frame)`` tuples (frames as delivered), one TCP conversation
+    ``terminal 10.83.0.1 <-> host 10.83.0.3`` — for callers that record frames themselves instead
+    of running a :class:`~posfault.faults.link.FaultLink` (e.g. ``Simulation.capture_frames``).
+
+    ``dialect`` (name/spec) or ``wire`` decodes frames for masking and envelope stripping.
+    """
+    if wire is None and dialect is not None:
+        from iso8583.wire import Wire
+
+        wire = Wire(dialect)
+    env_size = wire.envelope.size if (wire is not None and wire.envelope is not None) else 0
+    writer = _Writer(1772442000.0 if epoch is None else epoch)
+    leg = _Leg(_Side(TERMINAL_IP, 20000, 1000), _Side(HOST_IP, port, 5000))
+    for t, direction, frame in frames:
+        body = mask_frame(bytes(frame), wire) if mask else bytes(frame)
+        writer.data(float(t), leg, direction == "to_host", _BE2.wrap(body[env_size:]))
+    return writer.bytes()

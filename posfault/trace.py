@@ -97,6 +97,24 @@ class Trace:
 
     record = __call__
 
+    def record_owned(self, event: dict[str, Any]) -> None:
+        """Like calling the trace, but ``event`` becomes the stored record (no copy): for producers
+        that build a fresh dict per event, such as the fault links on the hot path."""
+        if "t" not in event:
+            loop = self.loop
+            if loop is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+            event["t"] = loop.time() if loop is not None else 0.0
+        if self.clock is not None and "at" not in event:
+            event["at"] = self.clock().isoformat(timespec="milliseconds")
+        event["seq"] = len(self.events)
+        self.events.append(event)
+        for listener in self._listeners:
+            listener(event)
+
     def sink(self, actor: str, **extra: Any) -> Callable[[dict[str, Any]], None]:
         """An ``events`` callable that fills in ``actor`` (and any ``extra`` keys) when missing."""
         def emit(event: dict[str, Any]) -> None:

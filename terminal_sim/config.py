@@ -7,7 +7,7 @@ timeout costs nothing. Every timer and count the issue calls "configurable" live
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import TerminalError
 from .profiles import Profile
@@ -40,11 +40,14 @@ class TerminalConfig:
     #: MAC algorithm name understood by ``iso8583.security.mac`` (None = the dialect's default).
     mac_algorithm: str | None = None
     #: Key name of the terminal master key in fixtures/keys/test_keys.toml (TEST ONLY), or hex.
-    tmk: str = "tmk"
+    tmk: str = field(default="tmk", repr=False)
     #: Sign on automatically before the first transaction that needs working keys.
     auto_sign_on: bool = True
     #: Verify MACs on responses (a real terminal always does; off only for hosts without MAC).
     use_mac: bool = True
+    #: Treat an approval that carries no MAC as untrustworthy (reverse it). Off by default because
+    #: many hosts MAC only requests; a MAC that IS present is always verified.
+    require_response_mac: bool = False
     merchant_name: str = "POSFAULT TEST SHOP"
 
     def __post_init__(self) -> None:

@@ -7,11 +7,15 @@ swap in a stand-in when they exercise only the state machine.
 
 from __future__ import annotations
 
+import functools
+import hmac
 import random
 from typing import Any, Protocol
 
 from iso8583.message import Message
 from iso8583.transactions import Family, family_of
+
+from .errors import TerminalError
 
 
 class LinkError(Exception):
@@ -22,32 +26,87 @@ class WireLink(Protocol):
     family: Family
 
     def supports(self, field: int) -> bool: ...
-    def pack(self, msg: Message, keys: Any | None) -> bytes: ...
-    def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]: ...
+    def field_size(self, field: int) -> int | None: ...
+    def pack(self, msg: Message, keys: Any | None) -> bytes:
+        if keys is None:
+            return self.wire.pack(msg)
+        size = self._f64_size
+        if size is None or any(n > 64 for n in msg.fields):
+            return self.wire.pack(self._mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm))
+        work = msg.copy()
+        work.fields[64] = b"\0" * 8
+        body = self._encode(work, self.spec)
+        head = body[:-size]
+        code = self._mac.compute(self._mac_algorithm, keys.mac_key, head)
+        body = head + self._f64.encode(code)
+        envelope = self.wire.envelope
+        return envelope.build() + body if envelope is not None else body
+
+    def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]:
+        from iso8583.errors import ISO8583Error
+
+        try:
+            msg, _envelope = self.wire.unpack(frame)
+        except ISO8583Error as exc:
+            raise LinkError(str(exc)) from None
+        if keys is None or (64 not in msg and 128 not in msg):
+            return msg, None
+        received = msg.get(64)
+        size = self._f64_size
+        try:
+            if size is None or 128 in msg or any(n > 64 for n in msg.fields) or not isinstance(received, bytes):
+                return msg, bool(self._mac.verify(frame[self._env_size:], self.spec, keys.mac_key,
+                                                  self._mac_algorithm))
+            code = self._mac.compute(self._mac_algorithm, keys.mac_key, frame[self._env_size:len(frame) - size])
+        except ISO8583Error:
+            return msg, False
+        return msg, hmac.compare_digest(code, received)
+
     def unwrap_keys(self, field62: Any) -> Any: ...
     def pin_block(self, pin: str, pan: str, keys: Any) -> bytes: ...
 
 
 class Link:
-    """The real link: ``iso8583`` codec + wire envelope + ``iso8583.security`` for one dialect."""
+    """The real link: ``iso8583`` codec + wire envelope + ``iso8583.security`` for one dialect.
+
+    MACs: the MAC field (64) is the last field of the message, so stamping encodes the message
+    once with a placeholder and MACs the bytes before it, and verification MACs the received
+    bytes before it — no re-encoding. Messages with secondary-bitmap fields (MAC in 128) go
+    through ``iso8583.security.mac.stamp/verify``. Equivalence is tested.
+    """
 
     def __init__(self, dialect: str, *, tmk: bytes, mac_algorithm: str | None = None, pin_format: int = 0,
                  rng: random.Random | None = None) -> None:
-        from iso8583.wire import Wire
-
-        from iso8583 import load_spec
-
-        self.spec = load_spec(dialect)
-        self.wire = Wire(self.spec)
+        self.spec = _load_spec(dialect)
+        action_code = self.spec.fields.get(39)
+        if action_code is not None and getattr(action_code, "max", 2) != 2:
+            raise TerminalError(f"dialect {dialect!r}: field 39 is a {action_code.max}-digit action code (ISO 8583:1993);"
+                                " the terminal speaks the ISO 8583:1987 family and UnionPay POS"
+                                " (iso87ascii, iso87binary, unionpay_pos)")
+        self.wire = _wire(dialect)
         self.family: Family = family_of(self.spec if hasattr(self.spec, "family") else dialect)
         self._fields = set(self.spec.fields)
+        self._sizes = {n: getattr(f, "max", None) for n, f in self.spec.fields.items()}
         self._tmk = tmk
-        self._mac_algorithm = mac_algorithm  # None: the dialect's default (iso8583.security.mac)
+        from iso8583 import encode
+        from iso8583.security import mac
+
+        self._encode = encode
+        self._mac = mac
+        self._mac_algorithm = mac.algorithm_for(self.spec, mac_algorithm)
         self._pin_format = pin_format
         self._rng = rng
+        self._env_size = self.wire.envelope.size if self.wire.envelope is not None else 0
+        f64 = self.spec.fields.get(64)
+        self._f64 = f64
+        self._f64_size = len(f64.encode(b"\0" * 8)) if f64 is not None and getattr(f64, "max", 0) == 8 else None
 
     def supports(self, field: int) -> bool:
         return field in self._fields
+
+    def field_size(self, field: int) -> int | None:
+        """The dialect's (maximum) length of ``field``: tells e.g. 1987's MMDD field 13 from 1993's."""
+        return self._sizes.get(field)
 
     def pack(self, msg: Message, keys: Any | None) -> bytes:
         from iso8583.security import mac
@@ -84,10 +143,29 @@ class Link:
 
 
 
+@functools.lru_cache(maxsize=32)
 def terminal_master_key(name_or_hex: str) -> Any:
-    """The TMK: ``"tmk"`` is the TEST ONLY key of fixtures/keys/test_keys.toml, else hex key material."""
+    """The TMK: ``"tmk"`` is the TEST ONLY key of fixtures/keys/test_keys.toml, else hex key material.
+
+    Cached: terminals are re-created after every simulated power cut and must be cheap to build.
+    """
     from iso8583.security import keys
 
     if name_or_hex == "tmk":
         return keys.load_test_keys().tmk
     return keys.Key.from_hex(name_or_hex)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_spec(dialect: str) -> Any:
+    from iso8583 import load_spec
+
+    return load_spec(dialect)
+
+
+@functools.lru_cache(maxsize=32)
+def _wire(dialect: str) -> Any:
+    """Wires are immutable per dialect (envelope defaults parsed once)."""
+    from iso8583.wire import Wire
+
+    return Wire(_load_spec(dialect))

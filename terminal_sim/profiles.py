@@ -10,6 +10,7 @@ profile and override only some switches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 import tomllib
 from dataclasses import dataclass
@@ -83,6 +84,18 @@ def load_profile(name_or_path: str | pathlib.Path | Profile, *, _depth: int = 0)
     """A shipped profile by name (``"correct"``, ``"no_reversal_on_timeout"``, ...) or a TOML path."""
     if isinstance(name_or_path, Profile):
         return name_or_path
+    if _depth == 0 and isinstance(name_or_path, str) and not name_or_path.endswith(".toml"):
+        return _shipped(name_or_path)
+    return _load(name_or_path, _depth)
+
+
+@functools.lru_cache(maxsize=64)
+def _shipped(name: str) -> Profile:
+    """Shipped profiles are immutable data: parse each once (terminals are re-created often)."""
+    return _load(name, 0)
+
+
+def _load(name_or_path: str | pathlib.Path, _depth: int) -> Profile:
     if _depth > 8:
         raise TerminalError(f"profile {name_or_path}: 'base' chain too deep (a cycle?)")
     text = str(name_or_path)

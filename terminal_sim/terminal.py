@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from iso8583.mask import scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
     ENTRY_MODE,
@@ -135,6 +136,8 @@ class Terminal:
                         mac_algorithm=config.mac_algorithm, pin_format=config.pin_format, rng=self.rng)
         self.link = link
         self.family = link.family
+        size = getattr(link, "field_size", None)
+        self._f12_size = size(12) if size is not None else None
         self._keys: Any = None
         stored = journal.keys()
         if stored:
@@ -217,13 +220,14 @@ class Terminal:
             try:
                 msg, mac_ok = self.link.unpack(frame, keys)
             except LinkError as exc:
-                self._emit("recv_malformed", detail=str(exc)[:200])
+                self._emit("recv_malformed", detail=scrub_text(str(exc))[:200])
                 return _Reply("malformed")
             if not matches(request, msg):
                 self._emit("recv_unmatched", mti=msg.mti, stan=msg.get(11))
                 continue
             self._emit("recv", mti=msg.mti, stan=msg.get(11), rc=msg.get(39))
-            if keys is not None and (mac_ok is False or (mac_ok is None and is_approved(msg.get(39)))):
+            if keys is not None and (mac_ok is False or (mac_ok is None and self.config.require_response_mac
+                                                         and is_approved(msg.get(39)))):
                 self._emit("mac_failed", mti=msg.mti, stan=msg.get(11))
                 return _Reply("bad_mac", msg)
             return _Reply("ok", msg)
@@ -247,8 +251,11 @@ class Terminal:
         now = self.clock()
         if self.family == "iso87":
             fields[7] = transmission_time(now)
-        fields[12] = local_time(now)
-        fields[13] = local_date(now)
+        if self._f12_size == 12:   # ISO 8583:1993: field 12 is YYMMDDhhmmss, field 13 is not a date
+            fields[12] = now.strftime("%y%m%d%H%M%S")
+        else:
+            fields[12] = local_time(now)
+            fields[13] = local_date(now)
 
     def _filter(self, fields: dict[int, Any]) -> dict[int, Any]:
         supports = self.link.supports
@@ -291,7 +298,7 @@ class Terminal:
         fields[49] = self.config.currency
         if extra:
             fields.update(extra)
-        return Message(mti, self._filter(fields))
+        return _message(mti, self._filter(fields))
 
     def _receipt(self, kind: str, amount: int, card_masked: str, entry: str, request: Message,
                  rc: str | None, auth: str | None, rrn: str | None, outcome: str, offline: bool = False) -> str:
@@ -345,7 +352,8 @@ class Terminal:
         try:
             keys = self.link.unwrap_keys(field62)
         except Exception as exc:
-            return TxnResult(None, "failed", rc, request[11], detail=f"sign-on: field 62 rejected ({exc})")
+            return TxnResult(None, "failed", rc, request[11],
+                             detail=f"sign-on: field 62 rejected ({scrub_text(str(exc))})")
         stored = field62.hex() if isinstance(field62, (bytes, bytearray)) else str(field62)
         batch = None
         f60 = reply.msg.get(60)
@@ -403,7 +411,7 @@ class Terminal:
             transmission = transmission_time(self.clock()) if self.family == "iso87" else None
             reversal = make_reversal(pending.request, reason, self.family, repeat=tries > 1,
                                      transmission=transmission)
-            reversal = Message(reversal.mti, self._filter(reversal.fields))
+            reversal = _message(reversal.mti, self._filter(reversal.fields))
             self._emit("reversal_send", attempt=pending.attempt, mti=reversal.mti, stan=reversal.get(11),
                        detail=f"try {tries} reason {reason}")
             ch = await self._open()
@@ -537,7 +545,8 @@ class Terminal:
         amount_value = amount or 0
         if card is None and orig_request is not None:
             card_fields = {n: orig_request[n] for n in (2, 14) if n in orig_request}
-            masked, entry = journal.attempt(original).card if original else "", "manual"  # type: ignore[arg-type]
+            masked = journal.attempt(original).card if original is not None else ""
+            entry = "manual"   # key-entered from the journal: the card is not presented again
             extra = {**card_fields, 22: ENTRY_MODE["manual"], **(extra or {})}
         elif card is not None:
             masked, entry = card.masked_pan, card.entry
@@ -640,7 +649,7 @@ class Terminal:
             fields = dict(current.fields)
             fields[11] = self._allocate_stan()
             self._stamp_times(fields)
-            current = Message(current.mti, self._filter(fields))
+            current = _message(current.mti, self._filter(fields))
             armed = reversible and profile.persist_reversal_before_send and profile.reverse_on_failure
             self.journal.add_request(attempt, current, self._time(), arm_reversal=armed)
             self._emit("retransmit", attempt=attempt, stan=current.get(11))
@@ -744,6 +753,13 @@ class Terminal:
             return False
         attempt, text, outcome = last
         return await self._print(attempt, text + "\n*** REPRINT ***", outcome, copy="reprint", steps=False)
+
+
+def _message(mti: str, fields: dict[int, Any]) -> Message:
+    """A Message from fields the terminal built itself (numbers already valid: skip re-validation)."""
+    msg = Message(mti)
+    msg.fields = fields
+    return msg
 
 
 def _parse_balance(value: Any) -> int | None:

@@ -37,6 +37,7 @@ class MemoryChannel(Channel):
         self._in_flight: deque[tuple[float, object, bool]] = deque()  # (due, frame|_CLOSE, raw) to peer
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._max_length = self.prefix.max_length
 
     # -- receiving side (called on the receiver by its peer) ------------------------------------------
     def _deliver(self, item: bytes, raw: bool) -> None:
@@ -100,7 +101,7 @@ class MemoryChannel(Channel):
         peer = self.peer
         if peer is None or peer.inbox.eof or peer._closed:
             raise ChannelClosed(f"{self.name}: peer is closed")
-        if len(frame) > self.prefix.max_length:
+        if len(frame) > self._max_length:
             raise FramingError(f"{self.name}: frame of {len(frame)} bytes does not fit a {self.prefix.kind} "
                                f"length header", expected=f"<= {self.prefix.max_length}", found=str(len(frame)))
         if not self.latency:  # fast path: straight into the peer's inbox

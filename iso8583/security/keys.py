@@ -323,6 +323,8 @@ def load_test_keys(path: str | None = None) -> TestKeys:
         return key
 
     tmk = checked("terminal", "tmk")
+    if "tmk" in data and Key(data["tmk"]) != tmk:
+        raise KeyCheckError(f"{file}: top-level tmk differs from [terminal] tmk")
     wk = WorkingKeys(checked("working_keys", "pik"), checked("working_keys", "mak"))
     wk1 = WorkingKeys(Key(data["working_keys_single"]["pik"]), Key(data["working_keys_single"]["mak"]))
     field62 = bytes.fromhex(data["working_keys"]["field62"])

@@ -31,6 +31,7 @@ from .keys import KeyLike, key_bytes
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALGORITHMS",
+    "MacError",
     "aes_cmac",
     "algorithm_for",
     "cbc_mac",
@@ -172,6 +173,7 @@ def algorithm_for(spec: Any, algorithm: str | None = None) -> str:
     family (:data:`DEFAULT_FAMILY_ALGORITHMS`), else the X9.19 retail MAC."""
     if algorithm is not None:
         return _canonical(algorithm)
+    spec = _load(spec)
     table = getattr(spec, "security", None)
     if not isinstance(table, dict):
         source = getattr(spec, "source", None)
@@ -185,6 +187,15 @@ def algorithm_for(spec: Any, algorithm: str | None = None) -> str:
 
 
 # -- message level ------------------------------------------------------------------------------------
+
+def _load(spec: Any) -> Any:
+    """A Spec from a Spec or anything :func:`iso8583.load_spec` takes (a dialect name, a path, a dict)."""
+    if isinstance(spec, (str, dict)) or hasattr(spec, "__fspath__"):
+        from .. import load_spec
+
+        return load_spec(spec)
+    return spec
+
 
 def _mac_field(msg: Any, spec: Any) -> int:
     """64, or 128 when the message has secondary-bitmap fields (then field 64 is not the last one)."""
@@ -217,8 +228,9 @@ def _mac_split(msg: Any, spec: Any) -> tuple[int, bytes, int]:
     work = msg.copy()
     if number == 128:
         work.fields.pop(64, None)
-    for n in [n for n in work.fields if n > number]:
-        raise MacError(f"field {n} follows MAC field {number}; the MAC must be the last field")
+    later = [n for n in work.fields if n > number]
+    if later:
+        raise MacError(f"field {later[0]} follows MAC field {number}; the MAC must be the last field")
     work[number] = b"\x00" * 8
     low = encode(work, spec)
     size = _field_size(spec, number, work[number])
@@ -240,7 +252,7 @@ def _mac_split(msg: Any, spec: Any) -> tuple[int, bytes, int]:
 
 def mac_input(msg: Any, spec: Any) -> bytes:
     """The bytes a MAC is computed over for ``msg`` under ``spec`` (MTI up to the MAC field)."""
-    return _mac_split(msg, spec)[1]
+    return _mac_split(msg, _load(spec))[1]
 
 
 def stamp(msg: Any, spec: Any, key: KeyLike, algorithm: str | None = None) -> Any:
@@ -248,6 +260,7 @@ def stamp(msg: Any, spec: Any, key: KeyLike, algorithm: str | None = None) -> An
 
     Any MAC already present is replaced. ``algorithm`` defaults per dialect (:func:`algorithm_for`).
     """
+    spec = _load(spec)
     algo = algorithm_for(spec, algorithm)
     number, data, _ = _mac_split(msg, spec)
     out = msg.copy()
@@ -266,6 +279,7 @@ def verify(data: Any, spec: Any, key: KeyLike, algorithm: str | None = None) -> 
     from .. import decode
     from ..message import Message
 
+    spec = _load(spec)
     algo = algorithm_for(spec, algorithm)
     if isinstance(data, Message):
         msg = data

@@ -27,7 +27,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from iso8583.channels.base import Channel, ChannelClosed, ChannelError, ChannelReset
+from iso8583.channels.base import Channel, ChannelClosed, ChannelError, ChannelReset, ChannelTimeout
 from iso8583.framing import FramingError
 from iso8583.wire import Peek, Wire
 
@@ -126,6 +126,10 @@ class FaultLink:
         opener = getattr(trace, "open_connection", None)
         self.conn: int | None = opener(name).id if opener is not None else None
         self.counts: dict[str, int] = {}
+        # Trace.record_owned skips the defensive copy (events are built fresh here); any other
+        # events callable is called as is.
+        self._record: Callable[[dict[str, Any]], None] | None = (
+            getattr(trace, "record_owned", trace) if trace is not None else None)
         self._outboxes: dict[str, _Outbox] = {}
         self._done = False
         self._task: asyncio.Task[None] | None = None
@@ -143,7 +147,7 @@ class FaultLink:
         event.update({k: v for k, v in extra.items() if v is not None})
         if frame is not None:
             event["frame" if not extra.get("raw") else "wire_bytes"] = frame
-        self.trace(event)
+        self._record(event)  # type: ignore[misc]
 
     # -- pumping ---------------------------------------------------------------------------------------
     async def _write(self, direction: str, dst: Channel, delivery: Delivery) -> None:
@@ -166,9 +170,17 @@ class FaultLink:
         except (ChannelError, FramingError, OSError) as exc:
             self._emit("undeliverable", direction, data, detail=str(exc), raw=raw)
             return False
-        if self.trace is not None:
-            self._emit("deliver", direction, None, size=len(data), note=note or None,
-                       wire_bytes=data if raw else dst.wrap(data), raw=raw or None)
+        if self._record is not None:
+            event = {"actor": "net", "kind": "deliver", "link": self.name, "direction": direction,
+                     "conn": self.conn, "size": len(data)}
+            if raw:
+                event["raw"] = True
+                event["wire_bytes"] = data  # exactly as written, header included (or not)
+            else:
+                event["frame"] = data       # the channel added its length header
+            if note:
+                event["note"] = note
+            self._record(event)
         return True
 
     def _peeker(self, frame: bytes) -> Callable[[], Peek]:
@@ -187,26 +199,37 @@ class FaultLink:
         plan = self.plan
         wire = self.wire
         repack = wire.pack if wire is not None else None
+        counts = self.counts
         while True:
             try:
                 frame = await src.recv()
             except ChannelReset:
                 return "reset"
-            except ChannelClosed:
+            except (ChannelClosed, ChannelTimeout):  # an idle side (read timeout) is hung up gracefully
                 return "closed"
             except (ChannelError, FramingError) as exc:
                 self._emit("error", direction, None, detail=f"{src.name}: {exc}")
                 return "error"
             peek = self._peeker(frame)
             decision = plan.decide(direction, frame, loop.time(), peek=peek, wrap=dst.wrap, repack=repack)
-            if self.trace is not None:
-                seen = peek() if (wire is not None and decision.fired) else None
-                self._emit("recv", direction, frame, action=decision.action,
-                           rules=[r.label for r in decision.fired] or None,
-                           mti=seen.mti if seen else None)
+            action = decision.action
+            counts[action] = counts.get(action, 0) + 1
+            record = self._record
+            if record is not None:
+                event = {"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
+                         "conn": self.conn, "size": len(frame), "action": action, "frame": frame}
+                if decision.fired:
+                    event["rules"] = [r.label for r in decision.fired]
+                    if wire is not None and peek().mti:
+                        event["mti"] = peek().mti
+                record(event)
             if decision.reset:
                 return "fault-reset"
-            for delivery in decision.deliveries:
+            deliveries = decision.deliveries
+            if (len(deliveries) == 1 and not decision.fired and not outbox.heap and not outbox.busy):
+                await self._write_one(direction, dst, frame, False, "")  # the common case: forward now
+                continue
+            for delivery in deliveries:
                 await outbox.put(delivery)
 
     async def run(self) -> None:
@@ -259,7 +282,9 @@ class FaultLink:
                 await ch.reset()
 
     def start(self) -> asyncio.Task[None]:
-        """Run in the background; returns the task (awaiting it waits for the link to end)."""
+        """Run in the background; returns the task (awaiting it waits for the link to end). Idempotent."""
+        if self._task is not None:
+            return self._task
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"{self.name}:run")
         return self._task
 

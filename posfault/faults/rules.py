@@ -19,11 +19,13 @@ Rules load from TOML (``[[rule]]`` tables, see ``fixtures/faults/``) or are buil
 Semantics, precisely:
 
 * Every rule whose criteria hold *counts* the message (``nth`` is per rule, 1-based, among the
-  messages that pass its direction/MTI/fields/window tests), then ``nth``, ``probability`` (one draw
-  from the plan's RNG, only for otherwise-matching messages, so seeds replay exactly) and ``limit``
-  (how many times the rule may fire) decide whether it *fires*.
-* Fired actions apply in rule order. ``drop``, ``reset`` and ``blackhole`` end the message; the
-  others transform the list of deliveries (a delayed, duplicated, corrupted... frame).
+  messages that pass its direction/MTI/fields/window tests — as the sender sent them, whatever
+  other rules did to them), then ``nth``, ``limit`` (how many times the rule may fire) and
+  ``probability`` (one draw from the plan's RNG, only for otherwise-firing messages, so seeds
+  replay exactly) decide whether it *fires*.
+* Fired actions apply in rule order. ``drop``, ``reset`` and ``blackhole`` end the message (later
+  rules still count it but do not fire); the others transform the list of deliveries (a delayed,
+  duplicated, corrupted... frame).
 * Rules that need fields (``mti``, ``fields``, ``corrupt(field=...)``) decode the frame lazily; a
   frame that does not decode matches none of them, but byte-level rules still apply to it.
 * Time windows (``after``/``before``, seconds) are measured from the plan's origin: the loop time at
@@ -653,6 +655,7 @@ class FaultPlan:
             return decision
         elapsed = now - (self.origin or 0.0)
         ctx = FaultContext(self.rng, wrap, peek, repack)
+        ended = False
         for rule, state in zip(self.rules, self._state, strict=True):
             m = rule.match
             if m.direction is not None and m.direction != direction:
@@ -670,6 +673,8 @@ class FaultPlan:
                     if number not in msg:
                         continue
             state.seen += 1
+            if ended:  # a drop/reset/blackhole already ended this message: count it, fire nothing
+                continue
             if m.nth and state.seen not in m.nth:
                 continue
             if m.limit is not None and state.fired >= m.limit:
@@ -685,7 +690,7 @@ class FaultPlan:
             if isinstance(action, Blackhole):
                 self.blackhole_until = max(self.blackhole_until, now + action.duration)
             if action.terminal:
-                break
+                ended = True
         return decision
 
     def to_dicts(self) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iso8583 import BUILTIN_SPECS, DecodeError, Message, decode, encode, load_spec
+from iso8583 import BUILTIN_SPECS, DecodeError, EncodeError, Message, decode, encode, load_spec
 from iso8583.codec import _codec_for
 from iso8583.strategies import encodings, messages
 
@@ -143,5 +143,44 @@ def test_wrong_length_prefixes_fail_at_or_after_that_field(name: str) -> None:
             decode(mutated, spec)
         except DecodeError as exc:
             assert exc.offset is not None and exc.offset >= span[1], (exc, span)
+
+    check()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generated_plans_behave_exactly_like_the_field_closures(name: str) -> None:
+    """A bitmap seen often gets generated code; its results and errors must match the cold path."""
+    spec = SPECS[name]
+
+    def outcome(spec_obj, data: bytes):
+        try:
+            return decode(data, spec_obj)
+        except DecodeError as exc:
+            return ("error", str(exc), exc.field, exc.offset)
+
+    @settings(max_examples=60)
+    @given(messages(spec), st.data())
+    def check(msg: Message, data: st.DataObject) -> None:
+        warm = load_spec(spec.to_dict())
+        cold_bytes = encode(msg, warm)
+        for _ in range(3):  # warm up: the plan is generated after a couple of uses
+            assert encode(msg, warm) == cold_bytes
+            assert decode(cold_bytes, warm) == msg
+        raw = bytearray(cold_bytes)
+        index = data.draw(st.integers(0, len(raw) - 1))
+        raw[index] ^= 1 << data.draw(st.integers(0, 7))
+        mutated = bytes(raw)
+        cold = load_spec(spec.to_dict())
+        assert outcome(warm, mutated) == outcome(cold, mutated)
+        bad = msg.copy()
+        number = data.draw(st.sampled_from(sorted(msg.fields))) if msg.fields else None
+        if number is not None:
+            bad[number] = data.draw(st.sampled_from(["", "x" * 1000, "12\u00e9", b"\x00", 7, None]))
+            def enc_outcome(spec_obj):
+                try:
+                    return encode(bad, spec_obj)
+                except EncodeError as exc:
+                    return ("error", str(exc), exc.field)
+            assert enc_outcome(warm) == enc_outcome(load_spec(spec.to_dict()))
 
     check()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from iso8583.channels import ChannelReset
+from iso8583.channels import ChannelClosed, ChannelReset
 from posfault import faults
 from posfault.trace import Trace
 
@@ -293,3 +293,32 @@ def test_delayed_response_to_closed_terminal_is_undeliverable() -> None:
     run_on("memory", main)
     lost = trace.select(kind="undeliverable")
     assert len(lost) == 1 and lost[0]["direction"] == "to_terminal"
+
+
+def test_link_counts_by_action() -> None:
+    plan = faults.FaultPlan([faults.drop(direction="to_host", nth=2)])
+
+    async def main():
+        async with LINKS["memory"](plan) as (term, host, link):
+            for i in range(3):
+                await term.send(msg("0200", i))
+            await recv_all(host, 1)
+            return dict(link.counts)
+
+    assert run_on("memory", main) == {"forward": 2, "drop": 1}
+
+
+def test_idle_side_is_hung_up_gracefully() -> None:
+    trace = Trace()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with LINKS["memory"](faults.FaultPlan(), trace, idle_timeout=30) as (term, host, _link):
+            await term.send(msg("0200", 1))
+            await host.recv(timeout=None)
+            with pytest.raises(ChannelClosed):
+                await term.recv(timeout=None)      # the link hangs up after 30 s of silence
+            return loop.time()
+
+    assert run_on("memory", main) == 30.0
+    assert trace.select(kind="closed")

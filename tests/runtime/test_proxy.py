@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from iso8583.channels import ChannelReset, tcp
 from iso8583.channels.serial import FdPort, SerialChannel, open_serial
 from posfault import faults
 from posfault.faults.proxy import FaultProxy, parse_hostport
+from tests.conftest import require_tool
 
 from .harness import TEXT_WIRE, msg, unpack
 
@@ -122,7 +124,7 @@ def test_posfault_proxy_command(tmp_path) -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "posfault", "proxy", "--listen", "127.0.0.1:0",
             "--upstream", f"127.0.0.1:{host.port}", "--rules", str(rules), "--header", "binary2",
-            "--trace", str(trace_path), "--duration", "3", cwd=ROOT,
+            "--trace", str(trace_path), "--duration", "20", cwd=ROOT,
             stderr=asyncio.subprocess.PIPE)
         first = (await asyncio.wait_for(proc.stderr.readline(), 10)).decode()
         port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", first).group(1))
@@ -135,6 +137,7 @@ def test_posfault_proxy_command(tmp_path) -> None:
             except TimeoutError:
                 results.append("lost")
             await ch.close()
+        proc.send_signal(signal.SIGTERM)       # what Ctrl-C / a service manager does: flush and exit 0
         rest = (await proc.stderr.read()).decode()
         await proc.wait()
         await host.close()
@@ -156,3 +159,86 @@ def test_proxy_command_rejects_bad_rules(tmp_path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "unknown action 'vanish'" in proc.stderr
+
+
+def test_posfault_proxy_command_serial_to_tcp(tmp_path) -> None:
+    async def main():
+        host = await answering_host()
+        master_fd, slave_fd = os.openpty()
+        slave_path = os.ttyname(slave_fd)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "posfault", "proxy", "--serial", slave_path,
+            "--upstream", f"127.0.0.1:{host.port}", "--header", "binary2", "--duration", "20", cwd=ROOT,
+            stderr=asyncio.subprocess.PIPE)
+        first = (await asyncio.wait_for(proc.stderr.readline(), 10)).decode()
+        os.close(slave_fd)
+        terminal = SerialChannel(FdPort(master_fd, "terminal"), ack_timeout=1.0)
+        await terminal.send(msg("0200", 7))
+        answer = unpack(await terminal.recv(timeout=5))
+        proc.send_signal(signal.SIGTERM)
+        rest = (await proc.stderr.read()).decode()
+        await proc.wait()
+        await terminal.close()
+        await host.close()
+        return first, answer, rest, proc.returncode
+
+    first, answer, log, code = asyncio.run(asyncio.wait_for(main(), 30))
+    assert "serial /dev/" in first and code == 0, log
+    assert answer.mti == "0210" and answer[11] == "000007"
+    assert "FORWARD" in log
+
+
+@pytest.mark.external
+def test_proxy_command_with_dialect_writes_masked_trace_and_pcap_tshark_reads(tmp_path) -> None:
+    tshark = require_tool("tshark")
+    from iso8583 import Message, load_spec
+    from iso8583.wire import Wire
+    from posfault.pcap import tshark_options
+
+    wire = Wire(load_spec("iso87ascii"))
+    trace_path, pcap_path = tmp_path / "run.jsonl", tmp_path / "run.pcap"
+
+    async def host_handler(ch):
+        async for frame in ch:
+            m, _ = wire.unpack(frame)
+            await ch.send(wire.pack(Message("0210", {3: m[3], 4: m[4], 11: m[11], 39: "00", 41: m[41]})))
+
+    async def main():
+        host = await tcp.serve(host_handler, header=wire.prefix)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "posfault", "proxy", "--listen", "127.0.0.1:0", "--upstream",
+            f"127.0.0.1:{host.port}", "--dialect", "iso87ascii", "--rules",
+            os.path.join(ROOT, "fixtures", "faults", "lost_approval.toml"), "--trace", str(trace_path),
+            "--pcap", str(pcap_path), "--duration", "20", cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+        first = (await asyncio.wait_for(proc.stderr.readline(), 10)).decode()
+        port = int(re.search(r":(\d+),", first).group(1))
+        answers = []
+        for stan in ("000001", "000002"):
+            ch = await tcp.connect("127.0.0.1", port, header=wire.prefix)
+            await ch.send(wire.pack(Message("0200", {2: "4761739001010010", 3: "000000", 4: "000000010000",
+                                                     11: stan, 41: "10000001"})))
+            try:
+                answers.append(wire.unpack(await ch.recv(timeout=0.5))[0][11])
+            except TimeoutError:
+                answers.append("lost")
+            await ch.close()
+        proc.send_signal(signal.SIGTERM)
+        log = (await proc.stderr.read()).decode()
+        await proc.wait()
+        await host.close()
+        return answers, first + log
+
+    answers, log = asyncio.run(asyncio.wait_for(main(), 40))
+    assert answers == ["lost", "000002"], log
+    assert "0210 stan=000001 tid=10000001" in log and "DROP" in log
+    trace_text = trace_path.read_text()
+    assert "4761739001010010" not in trace_text and "476173******0010" in trace_text
+    out = subprocess.run([tshark, "-r", str(pcap_path), *tshark_options(), "-Y", "iso8583", "-T", "fields",
+                          "-e", "ip.src", "-e", "iso8583.mti", "-e", "iso8583.bit2", "-e", "iso8583.bit11",
+                          "-e", "iso8583.bit39"], capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    to_terminal = [r for r in rows if r[1] == "0210" and r[0] == "10.83.0.2"]   # proxy -> terminal leg
+    from_host = [r for r in rows if r[1] == "0210" and r[0] == "10.83.0.3"]     # host -> proxy leg
+    assert [r[3] for r in to_terminal] == ["000002"]
+    assert sorted(r[3] for r in from_host) == ["000001", "000002"]
+    assert {r[2] for r in rows if r[1] == "0200"} == {"4761730000000010"}

@@ -68,7 +68,7 @@ def test_retail_mac_needs_a_double_length_key() -> None:
 
 # -- UnionPay POS ECB MAC -------------------------------------------------------------------------------
 
-# A UnionPay POS sale request captured from a real terminal and posted with its "correct MAC" in a
+# A UnionPay POS sale request frame posted with the MAC its production system generated ("correct MAC") in a
 # cnblogs Q&A (q.cnblogs.com/q/128930): 2-byte length 007F, TPDU 6000030000, app header 603210320072,
 # then the ISO message from MTI 0200 to field 63; field 64 = "B3A092AE" (ASCII). TAK (MAK)
 # 0723C80DB5F4CD3D0723C80DB5F4CD3D (both halves equal: single-DES behaviour).
@@ -80,7 +80,7 @@ CUP_FRAME = bytes.fromhex(
 CUP_MAK = bytes.fromhex("0723C80DB5F4CD3D0723C80DB5F4CD3D")
 
 
-def test_unionpay_ecb_mac_matches_a_real_terminal_capture() -> None:
+def test_unionpay_ecb_mac_matches_a_published_frame() -> None:
     assert len(CUP_FRAME) == 2 + 0x7F
     mab = CUP_FRAME[2 + 5 + 6:-8]      # MTI .. field 63: no length, TPDU, header or MAC
     assert mab[:2] == b"\x02\x00"

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iso8583.channels.memory import pipe
-
 from iso8583.message import Message
 from iso8583.transactions import (
     SettlementTotals,
@@ -46,6 +45,9 @@ class FakeLink:
 
     def supports(self, field: int) -> bool:
         return True
+
+    def field_size(self, field: int) -> int | None:
+        return None
 
     @staticmethod
     def _data(msg: Message) -> dict[str, Any]:

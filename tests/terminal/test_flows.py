@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from posfault.clock import run_virtual
 
+from posfault.clock import run_virtual
 from terminal_sim import Journal, Printer, load_cards
 
 from .support import FakeHost, FakeLink, make_terminal

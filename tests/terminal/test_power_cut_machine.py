@@ -20,8 +20,8 @@ from typing import Any
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from posfault.clock import clock_for, new_virtual_loop
 
+from posfault.clock import clock_for, new_virtual_loop
 from terminal_sim import (
     RECOVERY_STEPS,
     STEPS,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from posfault.clock import run_virtual
 
+from posfault.clock import run_virtual
 from terminal_sim import Journal, PowerCut, load_cards, load_profile, shipped_profiles
 from terminal_sim.errors import TerminalError
 

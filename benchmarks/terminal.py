@@ -1,0 +1,129 @@
+"""Terminal throughput on the virtual clock (not a test; prints sales/s and ratios).
+
+    python3 benchmarks/terminal.py [--sales 3000] [--dialect iso87ascii] [--no-mac]
+
+Three figures measured in the same run, against the same minimal in-memory responder
+(decode, answer 00, encode):
+
+* ``bare exchange``: what any terminal must do per sale — build the 0200, MAC it, send it over an
+  in-memory channel, decode the 0210 (no journal, no receipt). This is the peer/baseline.
+* ``Terminal.sale``: the full terminal — journal with the reversal record before sending, outcome
+  commit, receipt print and its journal record, flush check, events off.
+* ``journal only``: the three journal steps of one sale on an in-memory SQLite journal.
+
+The ratio ``Terminal.sale / bare exchange`` is the price of doing it right (persisted reversal,
+commit-before-print); the journal line says how much of that is SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from iso8583 import load_spec
+from iso8583.channels.memory import pipe
+from iso8583.message import Message
+from iso8583.security import keys
+from iso8583.transactions import TxnType, family_of, format_stan, make_response, request_base
+from iso8583.wire import Wire
+from posfault.clock import clock_for, run_virtual
+from terminal_sim import Journal, Terminal, TerminalConfig, load_cards
+from terminal_sim.link import Link, terminal_master_key
+
+
+def responder(dialect: str, working: keys.WorkingKeys):
+    spec = load_spec(dialect)
+    wire = Wire(spec)
+    family = family_of(dialect)
+    binary62 = getattr(spec.fields[62], "type", "") == "b"
+    tmk = keys.load_test_keys().tmk
+
+    async def serve(ch) -> None:
+        try:
+            while True:
+                msg, env = wire.unpack(await ch.recv(timeout=None))
+                extra = {"f37": "000000000001", "f38": "123456"} if msg.mti != "0800" else {
+                    "f62": working.pack(tmk) if binary62 else working.pack_hex(tmk)}
+                resp = make_response(msg, "00", family, **extra)
+                await ch.send(wire.pack(resp, env.reply() if env else None))
+        except Exception:
+            return
+
+    async def connect():
+        a, b = pipe()
+        asyncio.get_running_loop().create_task(serve(b))
+        return a
+    return connect
+
+
+async def bare(dialect: str, n: int, use_mac: bool) -> float:
+    working = keys.WorkingKeys.generate(16)
+    connect = responder(dialect, working)
+    link = Link(dialect, tmk=terminal_master_key("tmk"))
+    card = load_cards()["chip-ok"]
+    mti, base = request_base(TxnType.SALE, link.family)
+    t = time.perf_counter()
+    for i in range(n):
+        fields = {**base, 2: card.pan, 4: f"{1000 + i:012d}", 7: "0302090000", 11: format_stan(i % 999999 + 1),
+                  14: card.expiry, 22: "051", 23: "001", 41: "10000001", 42: "100000000000001", 49: "156",
+                  55: card.emv}
+        msg = Message(mti, {k: v for k, v in fields.items() if link.supports(k)})
+        ch = await connect()
+        await ch.send(link.pack(msg, working if use_mac else None))
+        link.unpack(await ch.recv(timeout=60), None)
+        await ch.close()
+    return n / (time.perf_counter() - t)
+
+
+async def full(dialect: str, n: int, use_mac: bool) -> float:
+    working = keys.WorkingKeys.generate(16)
+    term = Terminal(TerminalConfig(dialect=dialect, use_mac=use_mac), journal=Journal.open(":memory:"),
+                    connector=responder(dialect, working), clock=clock_for())
+    card = load_cards()["chip-ok"]
+    await term.sign_on()
+    t = time.perf_counter()
+    for i in range(n):
+        result = await term.sale(1000 + i, card=card, pin="")
+        assert result.approved, result
+    return n / (time.perf_counter() - t)
+
+
+def journal_only(n: int) -> float:
+    journal = Journal.open(":memory:")
+    req = Message("0200", {2: "6217000000000014", 3: "000000", 4: "000000001000", 7: "0302090000",
+                           11: "000001", 14: "2812", 22: "051", 23: "001", 25: "00", 41: "10000001",
+                           42: "100000000000001", 49: "156", 55: bytes(80)})
+    t = time.perf_counter()
+    for _ in range(n):
+        req.fields[11] = format_stan(journal.next_stan)
+        a = journal.begin_attempt(tid="10000001", kind="sale", amount=1000, pan="6217000000000014", entry="chip",
+                                  request=req, at=1.0, arm_reversal=True)
+        journal.decide(a, outcome="approved", at=2.0, rc="00", auth_code="123456", rrn="000000000001",
+                       in_batch=True, receipt="x" * 300, reversal="cleared")
+        journal.receipt_printed(a, copy="original", status="printed", outcome="approved", at=3.0)
+    return (time.perf_counter() - t) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sales", type=int, default=3000)
+    parser.add_argument("--dialect", default="iso87ascii")
+    parser.add_argument("--no-mac", action="store_true")
+    args = parser.parse_args()
+    use_mac = not args.no_mac
+    base = run_virtual(bare(args.dialect, args.sales, use_mac))
+    ours = run_virtual(full(args.dialect, args.sales, use_mac))
+    per_sale = journal_only(args.sales)
+    print(f"dialect {args.dialect}, MAC {'on' if use_mac else 'off'}, {args.sales} sales, virtual clock")
+    print(f"  bare exchange (baseline)  {base:8.0f} sales/s")
+    print(f"  Terminal.sale             {ours:8.0f} sales/s   ratio {ours / base:.2f} of baseline")
+    print(f"  journal only              {per_sale:8.1f} us/sale ({1e6 / per_sale:.0f} sales/s)")
+
+
+if __name__ == "__main__":
+    main()

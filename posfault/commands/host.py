@@ -1,0 +1,208 @@
+"""``posfault host``: run the acquirer/issuer host on TCP or a serial line, settle, and report.
+
+    posfault host serve --listen 127.0.0.1:8583 --dialect iso87ascii
+    posfault host serve --serial /dev/ttyUSB0 --baud 115200 --dialect unionpay_pos
+    posfault host settle --ledger host.db --day 2026-11-23      # cut-off + due payouts
+    posfault host report --ledger host.db                       # transactions + payout report
+
+The ledger file keeps balances, transactions and settlements across restarts (SQLite, WAL). Test
+cards and merchants come from ``fixtures/cards``; the terminal master key from
+``fixtures/keys/test_keys.toml`` (TEST ONLY) unless ``--tmk`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import signal
+import sys
+from typing import Any
+
+BOOL_SWITCHES = ("lose_response_after_commit", "no_duplicate_detection", "ignore_unknown_reversal",
+                 "skip_payout_retries", "issuer_unavailable", "issuer_slow")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("host", help="run the simulated acquirer/issuer host (TCP or serial), settle, report")
+    sub = p.add_subparsers(dest="host_command", metavar="HOST_COMMAND")
+
+    serve = sub.add_parser("serve", help="answer ISO 8583 requests on TCP or a serial line")
+    where = serve.add_mutually_exclusive_group()
+    where.add_argument("--listen", default="127.0.0.1:8583",
+                       help="HOST:PORT to listen on (default 127.0.0.1:8583; port 0 picks a free one)")
+    where.add_argument("--serial", metavar="URL", help="pyserial URL or device (e.g. /dev/ttyUSB0, socket://..., loop://)")
+    serve.add_argument("--baud", type=int, default=9600, help="serial baud rate (default 9600)")
+    serve.add_argument("--serial-framing", default="stx",
+                       help="serial framing: stx (STX/ETX/LRC with ACK/NAK, default) or a length header kind")
+    _common(serve)
+    serve.add_argument("--rules", help="authorization rules TOML (see fixtures/host/rules.toml)")
+    serve.add_argument("--switch", action="append", default=[], choices=BOOL_SWITCHES, dest="switches",
+                       help="turn on a careless-host switch (repeatable)")
+    serve.add_argument("--issuer-slow-delay", type=float, default=0.0, help="seconds added by --switch issuer_slow")
+    serve.add_argument("--duplicate-response", choices=("original", "94"), default="original",
+                       help="answer to a retransmission (default: the original answer)")
+    serve.add_argument("--mac-required", action="store_true", help="financial requests must carry a valid MAC")
+    serve.add_argument("--tmk", help="terminal master key, hex (default: the TEST ONLY fixture TMK)")
+    serve.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "OFF"),
+                       help="SQLite durability: FULL survives power loss, NORMAL a process crash")
+    serve.add_argument("--idle-timeout", type=float, default=300.0, help="close a silent connection after N s")
+    serve.add_argument("--max-connections", type=int, default=256)
+    serve.add_argument("--max-seconds", type=float, default=None, help="stop after N seconds (bounded runs)")
+    serve.add_argument("--events", action="store_true", help="print host events (masked) as JSON lines on stderr")
+    serve.set_defaults(func=_serve)
+
+    settle = sub.add_parser("settle", help="run the daily cut-off for a day, then every due payout")
+    _common(settle)
+    settle.add_argument("--day", help="business day YYYY-MM-DD (default today)")
+    settle.add_argument("--payout-at", help="payout run time YYYY-MM-DDTHH:MM (default now)")
+    settle.set_defaults(func=_settle)
+
+    report = sub.add_parser("report", help="print the ledger's transactions and the payout report")
+    _common(report)
+    report.add_argument("--json", action="store_true", help="machine-readable output")
+    report.set_defaults(func=_report)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dialect", default="iso87ascii",
+                   help="iso87ascii (default), iso87binary, iso93ascii, unionpay_pos, or a spec file")
+    p.add_argument("--ledger", default="posfault-host.db", help="SQLite ledger file (default posfault-host.db)")
+    p.add_argument("--cards", default=None, help="test cards TOML (default fixtures/cards/test_cards.toml)")
+    p.add_argument("--merchants", default=None, help="merchants TOML (default fixtures/cards/merchants.toml)")
+
+
+def _open_ledger(args: argparse.Namespace, synchronous: str = "FULL") -> Any:
+    from host_sim import Ledger, seed
+    from host_sim.fixtures import DEFAULT_CARDS, DEFAULT_MERCHANTS
+
+    ledger = Ledger.open(args.ledger, synchronous=synchronous)
+    seed(ledger, cards=args.cards or DEFAULT_CARDS, merchants=args.merchants or DEFAULT_MERCHANTS)
+    return ledger
+
+
+def _parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--listen must be HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from host_sim import Host, HostConfig, load_rules
+
+    if args.tmk is not None:
+        try:
+            bytes.fromhex(args.tmk)
+        except ValueError:
+            raise ValueError("--tmk must be hex") from None
+    config = HostConfig(duplicate_response=args.duplicate_response, mac_required=args.mac_required,
+                        rules=load_rules(args.rules) if args.rules else [],
+                        issuer_slow_delay=args.issuer_slow_delay,
+                        **{name: True for name in args.switches})
+    ledger = _open_ledger(args, args.synchronous)
+
+    def sink(event: dict[str, Any]) -> None:
+        print(json.dumps(event, default=str), file=sys.stderr, flush=True)
+
+    host = Host(ledger, args.dialect, config, events=sink if args.events else None,
+                keys={"default": args.tmk} if args.tmk else None)
+    try:
+        asyncio.run(_run(host, args))
+    finally:
+        ledger.close()
+    return 0
+
+
+async def _run(host: Any, args: argparse.Namespace) -> None:
+    from iso8583.wire import Wire
+
+    from host_sim.security_glue import spec_of
+
+    wire = Wire(spec_of(host))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if args.max_seconds is not None:
+        loop.call_later(args.max_seconds, stop.set)
+    if args.serial:
+        from iso8583.channels import serial as serial_channels
+
+        channel = await serial_channels.open_serial(args.serial, baudrate=args.baud, framing=args.serial_framing,
+                                                    max_frame=wire.max_frame)
+        print(f"posfault host: serving {args.dialect} on serial {args.serial} at {args.baud} baud", flush=True)
+        task = asyncio.create_task(host.serve(channel))
+        await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return
+    from iso8583.channels import tcp
+
+    address, port = _parse_listen(args.listen)
+    server = await tcp.serve(host.serve, address, port, header=wire.prefix, max_frame=wire.max_frame,
+                             idle_timeout=args.idle_timeout, max_connections=args.max_connections,
+                             name="posfault-host")
+    print(f"posfault host: serving {args.dialect} on {address}:{server.port} (ledger {args.ledger})", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+        if host.ledger.in_group:
+            host.ledger.commit()
+
+
+def _settle(args: argparse.Namespace) -> int:
+    from host_sim import Host, format_report, payout_report
+
+    ledger = _open_ledger(args)
+    try:
+        day = dt.date.fromisoformat(args.day) if args.day else dt.date.today()
+        at = dt.datetime.fromisoformat(args.payout_at) if args.payout_at else dt.datetime.now()
+        host = Host(ledger, args.dialect, clock=lambda: at)
+        settled = host.run_settlement(day)
+        paid = host.run_payouts(at)
+        print(f"cut-off {day}: {len(settled)} settlement(s); payouts attempted: {len(paid)}")
+        print(format_report(payout_report(ledger)))
+        ledger.check_conservation()
+    finally:
+        ledger.close()
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from host_sim import format_report, payout_report
+
+    ledger = _open_ledger(args)
+    try:
+        txns = ledger.transactions()
+        ledger.check_conservation()
+        if args.json:
+            print(json.dumps({"transactions": [_txn_json(t) for t in txns],
+                              "payouts": [vars_of(r) for r in payout_report(ledger)]}, default=str, indent=1))
+            return 0
+        print(f"{'key':<34} {'kind':<12} {'amount':>10} {'rc':<3} {'status':<24} {'net debit':>10} settled")
+        for t in txns:
+            print(f"{t.key!s:<34} {t.kind:<12} {t.amount:>10} {t.rc:<3} {t.status:<24} {t.cardholder_debit:>10} "
+                  f"{t.settled_batch or '-'}")
+        print()
+        print(format_report(payout_report(ledger)))
+        print("\nconservation: ok")
+    finally:
+        ledger.close()
+    return 0
+
+
+def _txn_json(t: Any) -> dict[str, Any]:
+    out = vars_of(t)
+    out["key"] = str(t.key)
+    return out
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}

@@ -1,0 +1,137 @@
+"""Simulation throughput (not a test; prints figures and ratios measured in the same run).
+
+    python3 benchmarks/simulation.py [--sales 2000] [--schedules 200] [--dialect iso87ascii]
+
+* ``simulated sales/s``: full terminal–host exchanges in a :class:`posfault.simulation.Simulation` —
+  terminal journal and host ledger as SQLite files (WAL), the fault link and the trace on every
+  message, virtual clock. One core (the loop is single-threaded); CPU time is reported next to wall
+  time because a shared box's load inflates wall time.
+* peer — ``same terminal + host over TCP``: the very same Terminal and Host classes, same SQLite
+  files, but on a real event loop over asyncio TCP on 127.0.0.1 and the real clock (no fault link,
+  no trace). The ratio says what the virtual clock and in-memory channels buy.
+* ``campaign schedules/s``: seeded fault schedules (generate, run to quiescence with settlement and
+  T+1 payouts, judge) on the ``correct`` profile, in-process on one core and on every local core.
+
+Target from the issue: >= 5,000 simulated transactions/s on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from posfault import _world
+from posfault.campaign import Campaign, CampaignConfig, InProcessExecutor
+from posfault.simulation import Simulation
+
+CARDS = ("mag-ok", "chip-ok", "ctls-ok")
+
+
+def _purchase(i: int) -> tuple[int, str]:
+    """A mixed workload (magstripe, chip with PIN, contactless): amounts differ per card so that a
+    careful host never takes two purchases for a duplicate, and stay within every card's balance."""
+    return 1 + i // len(CARDS), CARDS[i % len(CARDS)]
+
+
+def simulated_sales(n: int, dialect: str) -> tuple[float, float, int]:
+    """(sales/s by CPU time, sales/s by wall time, approved count)."""
+    with Simulation(seed=1, dialect=dialect, capture_frames=False, customer_gap=1.0) as sim:
+        approved = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(n):
+            approved += sim.terminal.sale(*_purchase(i)).outcome == "approved"
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return n / cpu, n / wall, approved
+
+
+async def _tcp_sales(n: int, dialect: str, workdir: Path) -> tuple[float, float, int]:
+    from host_sim import Host, fixtures
+    from host_sim.config import HostConfig
+    from host_sim.ledger import Ledger
+    from iso8583 import load_spec
+    from iso8583.channels import tcp
+    from iso8583.wire import Wire
+    from terminal_sim import Journal, Printer, Terminal, TerminalConfig, load_cards
+
+    wire = Wire(load_spec(dialect))
+    ledger = Ledger.open(str(workdir / "host.db"), synchronous="OFF")
+    fixtures.seed(ledger)
+    tmk = _world._test_tmk()
+    host = Host(ledger, dialect=dialect, config=HostConfig(), keys={"10000001": tmk.hex().upper()})
+    server = await tcp.serve(host.serve, "127.0.0.1", 0, header=wire.prefix)
+    cards = load_cards()
+    try:
+        async def connect():
+            return await tcp.connect("127.0.0.1", server.port, header=wire.prefix)
+
+        term = Terminal(TerminalConfig(dialect=dialect, use_mac=False), journal=Journal.open(workdir / "t.db"),
+                        connector=connect, printer=Printer(), tmk=tmk)
+        assert (await term.sign_on()).approved
+        approved = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(n):
+            amount, name = _purchase(i)
+            approved += (await term.sale(amount, card=cards[name])).outcome == "approved"
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        await server.close()
+        ledger.close()
+    return n / cpu, n / wall, approved
+
+
+def tcp_sales(n: int, dialect: str) -> tuple[float, float, int]:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    workdir = Path(tempfile.mkdtemp(prefix="posfault-bench-", dir=shm))
+    try:
+        return asyncio.run(_tcp_sales(n, dialect, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def schedules_per_second(n: int, workers: int | None) -> tuple[float, int]:
+    config = CampaignConfig(terminal_profile="correct", schedules=n, stop_on_first=False)
+    executor = InProcessExecutor() if workers == 1 else None
+    result = Campaign(config, executor=executor, workers=workers).run()
+    return result.schedules_per_second, len(result.findings)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sales", type=int, default=2000)
+    parser.add_argument("--schedules", type=int, default=200)
+    parser.add_argument("--dialect", default="iso87ascii")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    print(f"posfault simulation benchmark — {args.sales} sales, {args.schedules} schedules, "
+          f"dialect {args.dialect}, {cores} cores (load average {os.getloadavg()[0]:.1f})")
+
+    sim_cpu, sim_wall, ok1 = simulated_sales(args.sales, args.dialect)
+    print(f"  simulated sales/s (fault link + trace, SQLite files)  {sim_cpu:8,.0f} by CPU   "
+          f"{sim_wall:8,.0f} by wall   ({ok1}/{args.sales} approved)")
+    tcp_cpu, tcp_wall, ok2 = tcp_sales(args.sales, args.dialect)
+    print(f"  peer: same terminal + host over TCP 127.0.0.1        {tcp_cpu:8,.0f} by CPU   "
+          f"{tcp_wall:8,.0f} by wall   ({ok2}/{args.sales} approved)")
+    print(f"  ratio simulated / TCP                                 {sim_cpu / tcp_cpu:8.2f}x CPU  "
+          f"{sim_wall / tcp_wall:8.2f}x wall")
+    print(f"  target >= 5,000 simulated sales/s on one core: {'met' if sim_cpu >= 5000 else 'NOT met'} "
+          f"({sim_cpu / 5000:.0%} of target)")
+
+    one, found1 = schedules_per_second(args.schedules, 1)
+    print(f"  campaign schedules/s, 1 core                         {one:8,.1f}   (findings: {found1})")
+    if cores > 1:
+        many, found2 = schedules_per_second(args.schedules, None)
+        print(f"  campaign schedules/s, {cores} cores                        {many:8,.1f}   "
+              f"({many / one:.2f}x; findings: {found2})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

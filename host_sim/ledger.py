@@ -618,8 +618,10 @@ class Ledger:
     def balances(self) -> dict[str, int]:
         return dict(self._balances)
 
-    def post(self, kind: str, txn: int | None, moves: Sequence[tuple[str, int]], at: _dt.datetime) -> int:
+    def post(self, kind: str, txn: int | None, moves: Sequence[tuple[str, int]], at: _dt.datetime | str) -> int:
         """Write one balanced entry (its postings sum to zero) and return its number.
+
+        ``at`` is a datetime or its ISO text (microseconds), as the host already has it.
 
         Must run inside :meth:`step` (or a group) so the entry and whatever it belongs to are atomic.
         """
@@ -630,11 +632,14 @@ class Ledger:
             shown = ", ".join(f"{_masked_account(a)} {v:+d}" for a, v in moves)
             raise ConservationError(f"entry {kind!r} does not balance: {shown}")
         entry = self._next_entry
-        stamp = _iso(at)
-        self._pending_postings.extend((entry, txn, kind, account, amount, stamp) for account, amount in moves if amount)
-        self._next_entry += 1
+        stamp = at if isinstance(at, str) else _iso(at)
+        pending = self._pending_postings
+        balances = self._balances
         for account, amount in moves:
-            self._balances[account] = self._balances.get(account, 0) + amount
+            if amount:
+                pending.append((entry, txn, kind, account, amount, stamp))
+            balances[account] = balances.get(account, 0) + amount
+        self._next_entry += 1
         return entry
 
     # -- transactions (requests) -------------------------------------------------------------------
@@ -656,16 +661,14 @@ class Ledger:
     def daily_debits(self, pan: str, day: str) -> int:
         return self._daily.get((pan, day), 0)
 
-    def record(self, **values: Any) -> TxnRow:
+    def record(self, *, tid: str, stan: str, ref: str, kind: str, mti: str, mid: str, pan: str, amount: int,
+               rc: str, extra: dict[str, Any], fingerprint: str, batch: str, status: str, cardholder_debit: int,
+               hold: int, merchant_credit: int, created_at: str, day: str, original: int | None = None,
+               reversed_at: str | None = None, settlement: str | None = None, dup_of: int | None = None) -> TxnRow:
         """Insert a request row; must run inside :meth:`step` together with its postings."""
-        row = TxnRow(self._next_txn, values.pop("tid"), values.pop("stan"), values.pop("ref"), values.pop("kind"),
-                     values.pop("mti"), values.pop("mid"), values.pop("pan"), values.pop("amount"), values.pop("rc"),
-                     values.pop("extra"), values.pop("fingerprint"), values.pop("batch"), values.pop("status"),
-                     values.pop("cardholder_debit"), values.pop("hold"), values.pop("merchant_credit"),
-                     values.pop("original", None), values.pop("reversed_at", None), values.pop("settlement", None),
-                     values.pop("created_at"), values.pop("dup_of", None), values.pop("day"))
-        if values:
-            raise TypeError(f"record() got unknown column(s) {sorted(values)}")
+        row = TxnRow(self._next_txn, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch,
+                     status, cardholder_debit, hold, merchant_credit, original, reversed_at, settlement,
+                     created_at, dup_of, day)
         self._pending_rows[row.id] = row
         self._next_txn += 1
         self._index(row)

@@ -258,6 +258,10 @@ class _Step:
 _TXN_COLUMNS = [f.name for f in TxnRow.__dataclass_fields__.values()]  # type: ignore[attr-defined]
 _ROW_VALUES = operator.attrgetter(*_TXN_COLUMNS)
 _EXTRA_AT = _TXN_COLUMNS.index("extra")
+_UPSERT_TXNS = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) VALUES ", len(_TXN_COLUMNS))
+_INSERT_POSTINGS = ("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES ", 6)
+#: Rows per multi-row INSERT (23 columns x 32 rows stays far below SQLite's bound-parameter limit).
+ROWS_PER_STATEMENT = 32
 
 
 class Ledger:
@@ -281,8 +285,7 @@ class Ledger:
         self.on_rollback: list[Any] = []
         self._step = _Step(self)
         self.write_delay = 0.0
-        self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
-                            f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
+        self._multi_sql: dict[tuple[str, int], str] = {}
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -295,7 +298,7 @@ class Ledger:
         """
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, got {synchronous!r}")
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -401,7 +404,12 @@ class Ledger:
         return taken
 
     def _stage(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
-        """BEGIN and write ``batch`` into SQLite's page cache (CPU work, no I/O wait); raises after ROLLBACK."""
+        """BEGIN and write ``batch`` into SQLite's page cache (no I/O wait); raises after ROLLBACK.
+
+        Rows go in as multi-row ``INSERT ... VALUES (...), (...)`` statements of up to
+        :data:`ROWS_PER_STATEMENT` rows: one ``sqlite3_step`` per chunk, during which the GIL is
+        released — ``executemany`` would step (and hand the GIL back and forth) once per row.
+        """
         rows, postings, statements = batch
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
@@ -409,14 +417,26 @@ class Ledger:
             for sql, params in statements:
                 c.execute(sql, params)
             if rows:
-                c.executemany(self._upsert_sql, rows)
+                self._insert_rows(_UPSERT_TXNS, rows)
             if postings:
-                c.executemany("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
-                              postings)
+                self._insert_rows(_INSERT_POSTINGS, postings)
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+
+    def _insert_rows(self, head: tuple[str, int], rows: Sequence[Sequence[Any]]) -> None:
+        sql_head, width = head
+        cache = self._multi_sql
+        execute = self.conn.execute
+        for at in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[at:at + ROWS_PER_STATEMENT]
+            key = (sql_head, len(chunk))
+            sql = cache.get(key)
+            if sql is None:
+                one = "(" + ",".join("?" * width) + ")"
+                sql = cache[key] = sql_head + ",".join([one] * len(chunk))
+            execute(sql, [value for row in chunk for value in row])
 
     def _finish(self) -> None:
         """COMMIT what :meth:`_stage` wrote: the WAL write and fsync, with the GIL released throughout."""
@@ -467,23 +487,10 @@ class Ledger:
         batch = self._take()
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
-        # stage on the calling thread (pure CPU: binding rows takes and drops the GIL per row, which
-        # on a second thread would fight the event loop for it); only COMMIT — the I/O and fsync,
-        # GIL released — runs on the writer thread
-        self._conn_lock.acquire()
-        try:
-            self._stage(batch)
-        except BaseException:
-            self._conn_lock.release()
-            raise
-
-        def finish() -> None:
-            try:
-                self._finish()
-            finally:
-                self._conn_lock.release()
-
-        future = self._executor.submit(finish)
+        # the rows were snapshotted by _take on this thread; SQLite's work on them (B-tree inserts in
+        # multi-row statements, WAL write, fsync) runs on the writer thread with the GIL released,
+        # while the event loop goes on building the next group
+        future = self._executor.submit(self._write, batch)
         self._writer_future = future
         return future
 

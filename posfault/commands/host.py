@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 BOOL_SWITCHES = ("lose_response_after_commit", "no_duplicate_detection", "ignore_unknown_reversal",
-                 "skip_payout_retries", "issuer_unavailable", "issuer_slow")
+                 "skip_payout_retries", "issuer_unavailable", "issuer_slow", "corrupt_response_mac")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -260,6 +260,21 @@ _ROW_VALUES = operator.attrgetter(*_TXN_COLUMNS)
 _EXTRA_AT = _TXN_COLUMNS.index("extra")
 
 
+def _json_encoder() -> Any:
+    """``json.dumps`` (default options, identical text) without its per-call Python wrappers: the
+    extra fields of every request row are encoded on the commit path."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C encoder
+        return json.dumps
+    encode = make(None, None, encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return lambda obj: "".join(encode(obj, 0))
+
+
+_dumps = _json_encoder()
+
+
 #: Seconds between two background WAL checkpoints (``Ledger.open(checkpoint="background")``).
 CHECKPOINT_INTERVAL = 1.0
 
@@ -445,7 +460,7 @@ class Ledger:
     def _take(self) -> tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]:
         extra_at = _EXTRA_AT
         values_of = _ROW_VALUES
-        dumps = json.dumps
+        dumps = _dumps
         rows = []
         for row in self._pending_rows.values():
             v = list(values_of(row))

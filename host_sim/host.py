@@ -65,6 +65,8 @@ try:
     from iso8583.transactions import _ECHO as _ECHO_FIELDS
 except ImportError:  # pragma: no cover - fall back to make_response itself
     _ECHO_FIELDS = {}
+#: Response MTI of each request MTI seen (``Message.response_mti``, memoized).
+_RESPONSE_MTI: dict[str, str] = {}
 #: The method answering each transaction type.
 _HANDLERS = {
     TxnType.SIGN_ON: "_sign_on", TxnType.ECHO: "_echo",
@@ -338,7 +340,10 @@ class Host:
             if isinstance(f60, dict):
                 fields[60] = dict(f60)
             fields[39] = rc
-            response = Message(msg.response_mti())
+            mti = _RESPONSE_MTI.get(msg.mti)
+            if mti is None:
+                mti = _RESPONSE_MTI[msg.mti] = msg.response_mti()
+            response = Message(mti)
             response.fields = fields
         if extra:
             fields = response.fields
@@ -396,22 +401,22 @@ class Host:
 
     # -- authorizations and financial requests ------------------------------------------------------
     def _request_basics(self, msg: Message, txn: TxnType) -> tuple[str, int, str, str]:
-        tid, mid = str(msg.get(41, "")), str(msg.get(42, ""))
+        fields = msg.fields
+        tid, mid = str(fields.get(41, "")), str(fields.get(42, ""))
         if len(tid) != 8:
             raise TransactionError(f"field 41: terminal id must be 8 characters, found {len(tid)}")
         if not mid:
             raise TransactionError("field 42: merchant id missing")
-        stan = msg.get(11, "")
+        stan = fields.get(11, "")
         if not (isinstance(stan, str) and len(stan) == 6 and stan.isdigit()):
             raise TransactionError(f"field 11: STAN must be 6 digits, found {stan!r}")
         pan = _pan_of(msg)
-        if txn == TxnType.BALANCE:
-            amount = parse_amount(msg[4]) if 4 in msg else 0
-        else:
-            if 4 not in msg:
+        text = fields.get(4)
+        if text is None:
+            if txn != TxnType.BALANCE:
                 raise TransactionError("field 4: amount missing")
-            amount = parse_amount(msg[4])
-        return pan, amount, tid, mid
+            return pan, 0, tid, mid
+        return pan, parse_amount(text), tid, mid
 
     def _authorize(self, txn: TxnType, msg: Message) -> Message:
         # the hot path of the host (every sale): plain locals and dict lookups, no per-call closures

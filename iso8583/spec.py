@@ -69,6 +69,9 @@ class Spec:
     family: str = "iso87"
     description: str = ""
     wire: dict[str, Any] = field(default_factory=dict)
+    #: The ``[defaults]`` table, kept so that a spec that ``extends`` this one fills its own new
+    #: fields the same way (a UnionPay extension's numerics stay BCD).
+    defaults: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict, repr=False)
     _codec: Any = field(default=None, repr=False)  # iso8583.codec._Codec, built lazily
 
@@ -83,6 +86,7 @@ class Spec:
             "mti": {"encoding": self.mti_encoding},
             "bitmap": {"encoding": self.bitmap_encoding, "tertiary": self.tertiary},
             "wire": copy.deepcopy(self.wire),
+            **({"defaults": dict(self.defaults)} if self.defaults else {}),
             "fields": {str(n): fs.to_dict() for n, fs in sorted(self.fields.items())},
         }
 
@@ -183,7 +187,7 @@ def _build(data: dict[str, Any], origin: str) -> Spec:
         raise SpecError(f"{origin}: [wire] must be a table")
     return Spec(name=name, fields=fields, mti_encoding=mti_enc, bitmap_encoding=bm_enc, tertiary=tertiary,
                 family=str(data.get("family", "iso87")), description=str(data.get("description", "")),
-                wire=dict(wire), source=data)
+                wire=dict(wire), defaults=defaults, source=data)
 
 
 def field_from_dict(number: int | str, fdef: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> FieldSpec:

@@ -48,6 +48,15 @@ def test_extends_overrides_fields_and_keeps_the_rest() -> None:
     assert encode(Message("0200", {48: "ABC12"}), spec).endswith(b"05ABC12")
 
 
+def test_extends_keeps_the_parent_defaults_for_new_fields() -> None:
+    """A UnionPay extension's new numeric field is BCD with a BCD length, like every UnionPay numeric."""
+    spec = load_spec({"extends": "unionpay_pos", "name": "my-acquirer",
+                      "fields": {"48": {"name": "Extra", "type": "n", "length": "LLL", "max": 30}}})
+    assert (spec.fields[48].encoding, spec.fields[48].prefix) == ("bcd", "bcd")
+    assert encode(Message("0200", {48: "1234"}), spec).endswith(bytes.fromhex("00041234"))
+    assert load_spec(spec.to_dict()).to_dict() == spec.to_dict()
+
+
 def test_ebcdic_mti_bitmap_prefix_and_data() -> None:
     spec = load_spec({"name": "ebcdic", "mti": {"encoding": "ebcdic"}, "bitmap": {"encoding": "hex-ebcdic"},
                       "defaults": {"encoding": "ebcdic", "prefix": "ebcdic"},

@@ -12,9 +12,9 @@
 
 Everything runs on :class:`posfault.clock.VirtualEventLoop`: a 60 s response timeout or a night until
 T+1 payouts costs microseconds, and the same seed gives the same trace, byte for byte. The terminal
-journal and the host ledger are real SQLite files in a private directory, so power cuts and host
-crashes exercise the same recovery code as on a real device: the terminal is re-created from its
-journal, the host from its ledger.
+journal and the host ledger are real SQLite databases — in memory, owned by the simulation, or as
+files (``storage="files"``) — so power cuts and host crashes exercise the same recovery code as on a
+real device: the terminal is re-created from its journal, the host from its ledger.
 """
 
 from __future__ import annotations
@@ -41,6 +41,23 @@ from .trace import Trace
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 CARDS_FILE = FIXTURES / "cards" / "test_cards.toml"
 MERCHANTS_FILE = FIXTURES / "cards" / "merchants.toml"
+
+
+#: ``storage=`` of :class:`Simulation`: the simulated devices' flash.
+#:
+#: * ``"memory"`` (default): journal and ledger are in-memory SQLite databases owned by the
+#:   simulation (shared-cache URIs, held open by the simulation), so they survive the simulated
+#:   power cycles and host crashes exactly like files do — the device reconnects and reads what was
+#:   committed; what was not committed vanishes with the connection.
+#: * ``"files"``: SQLite files (WAL) in a private directory (``workdir``, default a temporary one on
+#:   a RAM-backed file system when there is one): the same code paths as a real device's flash.
+STORAGE = ("memory", "files")
+
+
+def _ram_dir() -> str | None:
+    """A RAM-backed directory for SQLite files when there is one: the same WAL/transaction code paths
+    as on disk, without paying for fsync thousands of times in a campaign."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 class SimulationError(RuntimeError):
@@ -125,7 +142,12 @@ class Simulation:
     def __init__(self, seed: int = 0, dialect: str = "iso87ascii", terminal_profile: str = "correct", *,
                  host: Mapping[str, Any] | None = None, tid: str = DEFAULT_TID, workdir: str | None = None,
                  epoch: _dt.datetime = DEFAULT_EPOCH, response_timeout: float | None = None,
-                 capture_frames: bool = True, mac: bool = False, customer_gap: float = 15.0) -> None:
+                 capture_frames: bool = True, mac: bool = False, customer_gap: float = 15.0,
+                 storage: str | None = None) -> None:
+        if storage is None:
+            storage = "files" if workdir is not None else "memory"
+        if storage not in STORAGE:
+            raise SimulationError(f"storage must be one of {list(STORAGE)}, got {storage!r}")
         self.seed = seed
         self.dialect = dialect
         self.profile = terminal_profile
@@ -144,14 +166,13 @@ class Simulation:
         self.response_timeout = response_timeout
         self.mac = mac
         self.customer_gap = customer_gap
+        #: Where the terminal journal and the host ledger live (see :data:`STORAGE`).
+        self.storage = storage
         self._tmp = None
-        if workdir is None:
-            # SQLite files on a RAM-backed file system when there is one: the same WAL/transaction
-            # code paths as on disk, without paying for fsync thousands of times in a campaign.
-            shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=shm)
+        if workdir is None and storage == "files":
+            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=_ram_dir())
             workdir = self._tmp.name
-        self.workdir = pathlib.Path(workdir)
+        self.workdir = pathlib.Path(workdir) if workdir is not None else None
         self._armed: dict[str, tuple[str, float]] = {}      # target -> (step, off_for)
         self._host_tasks: set[asyncio.Task[Any]] = set()
         self._links: list[tuple[Any, ...]] = []
@@ -165,6 +186,13 @@ class Simulation:
         self.terminal = TerminalHandle(self)
         self.host = HostHandle(self)
         self._run(self._world.start())   # start of day: the terminal signs on (working keys)
+
+    def _fall_back_to_files(self) -> None:
+        """This SQLite cannot share an in-memory database by name: use files after all (and say so)."""
+        self.storage = "files"
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=_ram_dir())
+            self.workdir = pathlib.Path(self._tmp.name)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> Simulation:

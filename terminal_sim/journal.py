@@ -296,7 +296,13 @@ class Journal:
         sync = synchronous or ("FULL" if durable else "NORMAL")
         if sync.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise TerminalError(f"journal synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
-        return cls(cls._connect(text, uri, sync.upper(), exclusive), text, uri, sync.upper(), exclusive)
+        try:
+            return cls(cls._connect(text, uri, sync.upper(), exclusive), text, uri, sync.upper(), exclusive)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise TerminalError(f"journal {text} is in use by another terminal (a journal is opened "
+                                    "exclusively; Journal.open(..., exclusive=False) shares it)") from None
+            raise
 
     @staticmethod
     def _connect(path: str, uri: bool, synchronous: str, exclusive: bool = True) -> sqlite3.Connection:

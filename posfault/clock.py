@@ -167,14 +167,22 @@ class VirtualClock:
     can be handed to a terminal or host before the loop runs.
     """
 
-    __slots__ = ("epoch", "loop")
+    __slots__ = ("_last", "_last_t", "epoch", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, epoch: _dt.datetime = DEFAULT_EPOCH) -> None:
         self.loop = loop
         self.epoch = epoch
+        self._last_t: float | None = None
+        self._last = epoch
 
     def __call__(self) -> _dt.datetime:
-        return self.epoch + _dt.timedelta(seconds=self.loop.time())
+        # Terminal and host read the clock several times per message, mostly at one virtual
+        # instant: the datetime (immutable) is computed once per instant.
+        t = self.loop.time()
+        if t != self._last_t:
+            self._last = self.epoch + _dt.timedelta(seconds=t)
+            self._last_t = t
+        return self._last
 
     def at(self, seconds: float) -> _dt.datetime:
         """The business date-time at loop time ``seconds``."""

@@ -258,6 +258,10 @@ class _Step:
 _TXN_COLUMNS = [f.name for f in TxnRow.__dataclass_fields__.values()]  # type: ignore[attr-defined]
 _ROW_VALUES = operator.attrgetter(*_TXN_COLUMNS)
 _EXTRA_AT = _TXN_COLUMNS.index("extra")
+_UPSERT_TXNS = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) VALUES ", len(_TXN_COLUMNS))
+_INSERT_POSTINGS = ("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES ", 6)
+#: Rows per multi-row INSERT (23 columns x 32 rows stays far below SQLite's bound-parameter limit).
+ROWS_PER_STATEMENT = 32
 
 
 class Ledger:
@@ -281,8 +285,7 @@ class Ledger:
         self.on_rollback: list[Any] = []
         self._step = _Step(self)
         self.write_delay = 0.0
-        self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
-                            f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
+        self._multi_sql: dict[tuple[str, int], str] = {}
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -295,7 +298,7 @@ class Ledger:
         """
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, got {synchronous!r}")
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -401,7 +404,12 @@ class Ledger:
         return taken
 
     def _stage(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
-        """BEGIN and write ``batch`` into SQLite's page cache (CPU work, no I/O wait); raises after ROLLBACK."""
+        """BEGIN and write ``batch`` into SQLite's page cache (no I/O wait); raises after ROLLBACK.
+
+        Rows go in as multi-row ``INSERT ... VALUES (...), (...)`` statements of up to
+        :data:`ROWS_PER_STATEMENT` rows: one ``sqlite3_step`` per chunk, during which the GIL is
+        released — ``executemany`` would step (and hand the GIL back and forth) once per row.
+        """
         rows, postings, statements = batch
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
@@ -409,14 +417,26 @@ class Ledger:
             for sql, params in statements:
                 c.execute(sql, params)
             if rows:
-                c.executemany(self._upsert_sql, rows)
+                self._insert_rows(_UPSERT_TXNS, rows)
             if postings:
-                c.executemany("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
-                              postings)
+                self._insert_rows(_INSERT_POSTINGS, postings)
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+
+    def _insert_rows(self, head: tuple[str, int], rows: Sequence[Sequence[Any]]) -> None:
+        sql_head, width = head
+        cache = self._multi_sql
+        execute = self.conn.execute
+        for at in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[at:at + ROWS_PER_STATEMENT]
+            key = (sql_head, len(chunk))
+            sql = cache.get(key)
+            if sql is None:
+                one = "(" + ",".join("?" * width) + ")"
+                sql = cache[key] = sql_head + ",".join([one] * len(chunk))
+            execute(sql, [value for row in chunk for value in row])
 
     def _finish(self) -> None:
         """COMMIT what :meth:`_stage` wrote: the WAL write and fsync, with the GIL released throughout."""
@@ -467,23 +487,10 @@ class Ledger:
         batch = self._take()
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
-        # stage on the calling thread (pure CPU: binding rows takes and drops the GIL per row, which
-        # on a second thread would fight the event loop for it); only COMMIT — the I/O and fsync,
-        # GIL released — runs on the writer thread
-        self._conn_lock.acquire()
-        try:
-            self._stage(batch)
-        except BaseException:
-            self._conn_lock.release()
-            raise
-
-        def finish() -> None:
-            try:
-                self._finish()
-            finally:
-                self._conn_lock.release()
-
-        future = self._executor.submit(finish)
+        # the rows were snapshotted by _take on this thread; SQLite's work on them (B-tree inserts in
+        # multi-row statements, WAL write, fsync) runs on the writer thread with the GIL released,
+        # while the event loop goes on building the next group
+        future = self._executor.submit(self._write, batch)
         self._writer_future = future
         return future
 
@@ -618,8 +625,10 @@ class Ledger:
     def balances(self) -> dict[str, int]:
         return dict(self._balances)
 
-    def post(self, kind: str, txn: int | None, moves: Sequence[tuple[str, int]], at: _dt.datetime) -> int:
+    def post(self, kind: str, txn: int | None, moves: Sequence[tuple[str, int]], at: _dt.datetime | str) -> int:
         """Write one balanced entry (its postings sum to zero) and return its number.
+
+        ``at`` is a datetime or its ISO text (microseconds), as the host already has it.
 
         Must run inside :meth:`step` (or a group) so the entry and whatever it belongs to are atomic.
         """
@@ -630,11 +639,14 @@ class Ledger:
             shown = ", ".join(f"{_masked_account(a)} {v:+d}" for a, v in moves)
             raise ConservationError(f"entry {kind!r} does not balance: {shown}")
         entry = self._next_entry
-        stamp = _iso(at)
-        self._pending_postings.extend((entry, txn, kind, account, amount, stamp) for account, amount in moves if amount)
-        self._next_entry += 1
+        stamp = at if isinstance(at, str) else _iso(at)
+        pending = self._pending_postings
+        balances = self._balances
         for account, amount in moves:
-            self._balances[account] = self._balances.get(account, 0) + amount
+            if amount:
+                pending.append((entry, txn, kind, account, amount, stamp))
+            balances[account] = balances.get(account, 0) + amount
+        self._next_entry += 1
         return entry
 
     # -- transactions (requests) -------------------------------------------------------------------
@@ -656,16 +668,14 @@ class Ledger:
     def daily_debits(self, pan: str, day: str) -> int:
         return self._daily.get((pan, day), 0)
 
-    def record(self, **values: Any) -> TxnRow:
+    def record(self, *, tid: str, stan: str, ref: str, kind: str, mti: str, mid: str, pan: str, amount: int,
+               rc: str, extra: dict[str, Any], fingerprint: str, batch: str, status: str, cardholder_debit: int,
+               hold: int, merchant_credit: int, created_at: str, day: str, original: int | None = None,
+               reversed_at: str | None = None, settlement: str | None = None, dup_of: int | None = None) -> TxnRow:
         """Insert a request row; must run inside :meth:`step` together with its postings."""
-        row = TxnRow(self._next_txn, values.pop("tid"), values.pop("stan"), values.pop("ref"), values.pop("kind"),
-                     values.pop("mti"), values.pop("mid"), values.pop("pan"), values.pop("amount"), values.pop("rc"),
-                     values.pop("extra"), values.pop("fingerprint"), values.pop("batch"), values.pop("status"),
-                     values.pop("cardholder_debit"), values.pop("hold"), values.pop("merchant_credit"),
-                     values.pop("original", None), values.pop("reversed_at", None), values.pop("settlement", None),
-                     values.pop("created_at"), values.pop("dup_of", None), values.pop("day"))
-        if values:
-            raise TypeError(f"record() got unknown column(s) {sorted(values)}")
+        row = TxnRow(self._next_txn, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch,
+                     status, cardholder_debit, hold, merchant_credit, original, reversed_at, settlement,
+                     created_at, dup_of, day)
         self._pending_rows[row.id] = row
         self._next_txn += 1
         self._index(row)

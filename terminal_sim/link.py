@@ -17,6 +17,8 @@ from iso8583.transactions import Family, family_of
 
 from .errors import TerminalError
 
+_MAC_PLACEHOLDER = bytes(8)
+
 
 class LinkError(Exception):
     """A frame that cannot be decoded (the terminal treats it as a malformed response)."""
@@ -27,41 +29,8 @@ class WireLink(Protocol):
 
     def supports(self, field: int) -> bool: ...
     def field_size(self, field: int) -> int | None: ...
-    def pack(self, msg: Message, keys: Any | None) -> bytes:
-        if keys is None:
-            return self.wire.pack(msg)
-        size = self._f64_size
-        if size is None or any(n > 64 for n in msg.fields):
-            return self.wire.pack(self._mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm))
-        work = msg.copy()
-        work.fields[64] = b"\0" * 8
-        body = self._encode(work, self.spec)
-        head = body[:-size]
-        code = self._mac.compute(self._mac_algorithm, keys.mac_key, head)
-        body = head + self._f64.encode(code)
-        envelope = self.wire.envelope
-        return envelope.build() + body if envelope is not None else body
-
-    def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]:
-        from iso8583.errors import ISO8583Error
-
-        try:
-            msg, _envelope = self.wire.unpack(frame)
-        except ISO8583Error as exc:
-            raise LinkError(str(exc)) from None
-        if keys is None or (64 not in msg and 128 not in msg):
-            return msg, None
-        received = msg.get(64)
-        size = self._f64_size
-        try:
-            if size is None or 128 in msg or any(n > 64 for n in msg.fields) or not isinstance(received, bytes):
-                return msg, bool(self._mac.verify(frame[self._env_size:], self.spec, keys.mac_key,
-                                                  self._mac_algorithm))
-            code = self._mac.compute(self._mac_algorithm, keys.mac_key, frame[self._env_size:len(frame) - size])
-        except ISO8583Error:
-            return msg, False
-        return msg, hmac.compare_digest(code, received)
-
+    def pack(self, msg: Message, keys: Any | None) -> bytes: ...
+    def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]: ...
     def unwrap_keys(self, field62: Any) -> Any: ...
     def pin_block(self, pin: str, pan: str, keys: Any) -> bytes: ...
 
@@ -109,15 +78,22 @@ class Link:
         return self._sizes.get(field)
 
     def pack(self, msg: Message, keys: Any | None) -> bytes:
-        from iso8583.security import mac
-
-        if keys is not None:
-            msg = mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm)
-        return self.wire.pack(msg)
+        if keys is None:
+            return self.wire.pack(msg)
+        size = self._f64_size
+        if size is None or any(n > 64 for n in msg.fields):
+            return self.wire.pack(self._mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm))
+        work = Message(msg.mti)                      # the encoder only reads: a shallow copy is enough
+        work.fields = {**msg.fields, 64: _MAC_PLACEHOLDER}
+        body = self._encode(work, self.spec)
+        head = body[:-size]
+        code = self._mac.compute(self._mac_algorithm, keys.mac_key, head)
+        body = head + self._f64.encode(code)
+        envelope = self.wire.envelope
+        return envelope.build() + body if envelope is not None else body
 
     def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]:
         from iso8583.errors import ISO8583Error
-        from iso8583.security import mac
 
         try:
             msg, _envelope = self.wire.unpack(frame)
@@ -125,11 +101,16 @@ class Link:
             raise LinkError(str(exc)) from None
         if keys is None or (64 not in msg and 128 not in msg):
             return msg, None
+        received = msg.get(64)
+        size = self._f64_size
         try:
-            ok = bool(mac.verify(msg, self.spec, keys.mac_key, self._mac_algorithm))
+            if size is None or 128 in msg or any(n > 64 for n in msg.fields) or not isinstance(received, bytes):
+                return msg, bool(self._mac.verify(frame[self._env_size:], self.spec, keys.mac_key,
+                                                  self._mac_algorithm))
+            code = self._mac.compute(self._mac_algorithm, keys.mac_key, frame[self._env_size:len(frame) - size])
         except ISO8583Error:
-            ok = False
-        return msg, ok
+            return msg, False
+        return msg, hmac.compare_digest(code, received)
 
     def unwrap_keys(self, field62: Any) -> Any:
         from iso8583.security import keys

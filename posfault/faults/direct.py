@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from iso8583.channels.base import ChannelClosed, ChannelReset
+from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, ChannelTimeout
 from iso8583.channels.memory import MemoryChannel
 from iso8583.framing import DEFAULT_MAX_FRAME, Deframer, FrameTooLarge, FramingError, LengthPrefix
 
@@ -37,6 +37,12 @@ __all__ = ["DirectLink", "direct_pipe"]
 
 _CLOSE = object()   # a graceful close travels behind the frames sent before it
 _RESET = object()
+_EXPIRED = object()  # what a timed-out receive's waiter is woken with
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(_EXPIRED)
 
 
 class _End(MemoryChannel):
@@ -47,6 +53,40 @@ class _End(MemoryChannel):
         super().__init__(name=name, prefix=prefix, max_frame=max_frame, idle_timeout=None, latency=0.0)
         self._link = link
         self._out = out   # the direction of what this end sends
+
+    async def recv(self, timeout: float | None = ...) -> bytes:  # type: ignore[assignment]
+        """As :meth:`Channel.recv`; a timed wait is one loop timer on the waiting future (the terminal
+        waits for every response with a timeout; ``asyncio.timeout`` costs several times more)."""
+        inbox = self.inbox
+        frames = inbox._frames
+        if frames:
+            return frames.popleft()
+        if self._closed:
+            raise ChannelClosed(f"{self.name}: channel is closed")
+        if timeout is ...:
+            timeout = self.idle_timeout
+        if timeout is None:
+            return await inbox.get(None, self.name)
+        loop = self._link._loop
+        while not frames:
+            if inbox._error is not None:
+                raise inbox._error
+            if inbox.eof:
+                raise ChannelClosed(f"{self.name}: closed by peer")
+            if inbox._waiter is not None:
+                raise ChannelError(f"{self.name}: recv() called concurrently; one reader per channel")
+            waiter = loop.create_future()
+            inbox._waiter = waiter
+            timer = loop.call_at(loop.time() + timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                if inbox._waiter is waiter:
+                    inbox._waiter = None
+            if not frames and waiter.result() is _EXPIRED:
+                raise ChannelTimeout(f"{self.name}: nothing received for {timeout:g} s (idle timeout)")
+        return frames.popleft()
 
     async def send(self, frame: bytes) -> None:
         if self._closed:
@@ -200,9 +240,6 @@ class DirectLink(FaultLink):
         host_end = _End(self, TO_TERMINAL, name=f"{name}:host", prefix=header, max_frame=max_frame)
         super().__init__(terminal_end, host_end, plan, wire=wire, trace=trace, name=name)
         self.terminal_end, self.host_end = terminal_end, host_end
-        #: Names of the link's own sides, as a pumped link's channels are called (events, errors).
-        self._side = {TO_HOST: f"{name}:proxy-t", TO_TERMINAL: f"{name}:proxy-h"}      # by sending direction
-        self._writer = {TO_HOST: f"{name}:proxy-h", TO_TERMINAL: f"{name}:proxy-t"}    # by receiving direction
         self._max_frame = max_frame
         self._prefix = terminal_end.prefix
         self._deframers: dict[str, Deframer] = {}
@@ -211,9 +248,24 @@ class DirectLink(FaultLink):
         self._closing: str | None = None
         self._ended: asyncio.Future[None] | None = None
         self._repack = wire.pack if wire is not None else None
-        self._outboxes = {TO_HOST: _Outbox(self, TO_HOST, host_end),           # type: ignore[dict-item]
-                          TO_TERMINAL: _Outbox(self, TO_TERMINAL, terminal_end)}
+        self._outboxes: dict[str, _Outbox] = {}   # created on first need (most links never delay)
         self.plan.start(self._loop.time())
+
+    def _outbox(self, direction: str) -> _Outbox:
+        outbox = self._outboxes.get(direction)
+        if outbox is None:
+            end = self.host_end if direction == TO_HOST else self.terminal_end
+            outbox = self._outboxes[direction] = _Outbox(self, direction, end)
+        return outbox
+
+    # Names of the link's own sides, as a pumped link's channels are called (events, errors).
+    def _side_name(self, direction: str) -> str:
+        """The side that receives what is sent in ``direction``."""
+        return f"{self.name}:proxy-t" if direction == TO_HOST else f"{self.name}:proxy-h"
+
+    def _writer_name(self, direction: str) -> str:
+        """The side that writes what travels in ``direction``."""
+        return f"{self.name}:proxy-h" if direction == TO_HOST else f"{self.name}:proxy-t"
 
     # -- input from the ends ------------------------------------------------------------------------
     def _input(self, direction: str, item: Any, raw: bool) -> None:
@@ -268,8 +320,8 @@ class DirectLink(FaultLink):
 
     # -- one message ------------------------------------------------------------------------------------
     def _frame(self, direction: str, frame: bytes) -> None:
-        outbox = self._outboxes[direction]
-        dst = outbox.end
+        outbox = self._outboxes.get(direction)
+        dst = self.host_end if direction == TO_HOST else self.terminal_end
         peek = self._peeker(frame)
         try:
             decision = self.plan.decide(direction, frame, self._loop.time(), peek=peek, wrap=dst.wrap,
@@ -293,9 +345,11 @@ class DirectLink(FaultLink):
             self._abort(direction, "fault rule")
             return
         deliveries = decision.deliveries
-        if len(deliveries) == 1 and not decision.fired and not outbox.heap and outbox.busy is None:
+        if len(deliveries) == 1 and not decision.fired and (outbox is None or not outbox.pending):
             self._write_one(direction, dst, frame, False, "")   # the common case: forward now
             return
+        if outbox is None:
+            outbox = self._outbox(direction)
         for delivery in deliveries:
             outbox.put(delivery)
             if self._done:
@@ -303,9 +357,9 @@ class DirectLink(FaultLink):
 
     def _write_one(self, direction: str, dst: Any, data: bytes, raw: bool, note: str) -> bool:  # type: ignore[override]
         if dst._closed or dst.inbox.eof:
-            error: Exception | None = ChannelClosed(f"{self._writer[direction]}: peer is closed")
+            error: Exception | None = ChannelClosed(f"{self._writer_name(direction)}: peer is closed")
         elif not raw and len(data) > dst._max_length:
-            error = FramingError(f"{self._writer[direction]}: frame of {len(data)} bytes does not fit a "
+            error = FramingError(f"{self._writer_name(direction)}: frame of {len(data)} bytes does not fit a "
                                  f"{dst.prefix.kind} length header", expected=f"<= {dst.prefix.max_length}",
                                  found=str(len(data)))
         else:
@@ -333,8 +387,8 @@ class DirectLink(FaultLink):
         if self._closing is not None:
             return
         self._closing = direction
-        outbox = self._outboxes[direction]
-        if outbox.pending:
+        outbox = self._outboxes.get(direction)
+        if outbox is not None and outbox.pending:
             outbox.on_empty = self._finish_close
         else:
             self._finish_close()
@@ -343,21 +397,23 @@ class DirectLink(FaultLink):
         direction = self._closing
         assert direction is not None
         other = TO_TERMINAL if direction == TO_HOST else TO_HOST
-        self._outboxes[other].abandon(f"{'terminal' if direction == TO_HOST else 'host'} closed")
-        self._emit("closed", direction, None, detail=f"{self._side[direction]} closed")
-        self._outboxes[direction].end.inbox.close()
+        if other in self._outboxes:
+            self._outboxes[other].abandon(f"{'terminal' if direction == TO_HOST else 'host'} closed")
+        self._emit("closed", direction, None, detail=f"{self._side_name(direction)} closed")
+        (self.host_end if direction == TO_HOST else self.terminal_end).inbox.close()
         self._finish()
 
     def _stream_error(self, direction: str, exc: Exception) -> None:
         if self._closing is not None:
             return
-        self._emit("error", direction, None, detail=f"{self._side[direction]}: {exc}")
+        self._emit("error", direction, None, detail=f"{self._side_name(direction)}: {exc}")
         self._abort(direction, "stream error")
 
     def _abort(self, direction: str, detail: str) -> None:
         self._emit("reset", direction, None, detail=detail)
-        for outbox in self._outboxes.values():
-            outbox.abandon("connection reset")
+        for direction_ in (TO_HOST, TO_TERMINAL):   # the pumped link's order
+            if direction_ in self._outboxes:
+                self._outboxes[direction_].abandon("connection reset")
         for end in (self.terminal_end, self.host_end):
             end.inbox.fail(ChannelReset(f"{end.name}: connection reset by peer"))
         self._finish()

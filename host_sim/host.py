@@ -60,6 +60,20 @@ EventSink = Callable[[dict[str, Any]], None]
 AUTHORIZED = frozenset({TxnType.SALE, TxnType.BALANCE, TxnType.PREAUTH, TxnType.COMPLETION, TxnType.VOID})
 ADVICES = frozenset({TxnType.REFUND, TxnType.OFFLINE_SALE})
 STATUS_RC = {"blocked": "14", "lost": "41", "stolen": "43", "expired": "54"}
+#: Fields a response echoes from its request, per family: the same table ``make_response`` uses.
+try:
+    from iso8583.transactions import _ECHO as _ECHO_FIELDS
+except ImportError:  # pragma: no cover - fall back to make_response itself
+    _ECHO_FIELDS = {}
+#: The method answering each transaction type.
+_HANDLERS = {
+    TxnType.SIGN_ON: "_sign_on", TxnType.ECHO: "_echo",
+    TxnType.BALANCE: "_authorize", TxnType.SALE: "_authorize", TxnType.PREAUTH: "_authorize",
+    TxnType.COMPLETION: "_authorize", TxnType.VOID: "_authorize",
+    TxnType.REFUND: "_advice", TxnType.OFFLINE_SALE: "_advice", TxnType.REVERSAL: "_reversal",
+    TxnType.SETTLEMENT: "_settlement", TxnType.BATCH_UPLOAD: "_batch_upload",
+    TxnType.SETTLEMENT_FINAL: "_settlement_final",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,10 +254,39 @@ class Host:
             self._emit("drop", mti=msg.mti, stan=msg.get(11), tid=msg.get(41),
                        detail="response lost after commit" if response is not None else "no answer")
             return None
+        fields = msg.fields
+        if (64 in fields or 128 in fields) and self.config.mac_responses:
+            response = self._stamp_mac(msg, response)
         self.stats["responses"] += 1
         if self.events is not None:
             self._emit("send", mti=response.mti, stan=response.get(11), tid=response.get(41), rc=response.get(39))
         return response
+
+    def _stamp_mac(self, msg: Message, response: Message) -> Message:
+        """MAC the response to a MACed request with the terminal's working key (see HostConfig).
+
+        Not when the request's own MAC failed (the host cannot trust that key exchange), nor when
+        the terminal never signed on (no key). ``corrupt_response_mac`` stamps a wrong one on answers
+        to authorization and financial requests (MTI classes 1 and 2).
+        """
+        tid = str(msg.get(41, ""))
+        keys = self.ledger.terminal_keys(tid)
+        if not keys or response.get(39) == (self.config.mac_failure_rc or ("A0" if self.family == "unionpay" else "96")):
+            return response
+        # authorization and financial answers only: the reversal that follows is answered with a
+        # good MAC, so the terminal can clear it (the incident is the reversed approval, not a loop)
+        corrupt = bool(self.config.corrupt_response_mac) and msg.mti[1] in "12" \
+            and active(self.config.corrupt_response_mac, asyncio.get_running_loop().time())
+        try:
+            stamped = sec.stamp_mac(self, response, keys, corrupt=corrupt)
+        except Exception as exc:  # a response the dialect cannot MAC: send it as it is, and say so
+            self._emit("mac_stamp_failed", mti=response.mti, stan=response.get(11), tid=tid,
+                       detail=type(exc).__name__)
+            return response
+        if corrupt:
+            self._emit("mac_corrupted", mti=response.mti, stan=response.get(11), tid=tid, rc=response.get(39),
+                       detail="response sent with a wrong MAC (corrupt_response_mac)")
+        return stamped
 
     def after_commit(self, callback: Callable[[BaseException | None], None]) -> None:
         """Call ``callback(None)`` once everything posted so far is committed (``callback(exc)`` if it
@@ -261,21 +304,7 @@ class Host:
         return asyncio.run(self.handle(msg))
 
     def _dispatch(self, txn: TxnType, msg: Message) -> Message | None:
-        handler = {
-            TxnType.SIGN_ON: self._sign_on,
-            TxnType.ECHO: self._echo,
-            TxnType.BALANCE: self._authorize,
-            TxnType.SALE: self._authorize,
-            TxnType.PREAUTH: self._authorize,
-            TxnType.COMPLETION: self._authorize,
-            TxnType.VOID: self._authorize,
-            TxnType.REFUND: self._advice,
-            TxnType.OFFLINE_SALE: self._advice,
-            TxnType.REVERSAL: self._reversal,
-            TxnType.SETTLEMENT: self._settlement,
-            TxnType.BATCH_UPLOAD: self._batch_upload,
-            TxnType.SETTLEMENT_FINAL: self._settlement_final,
-        }[txn]
+        handler = getattr(self, _HANDLERS[txn])
         try:
             return handler(txn, msg)
         except TransactionError as exc:
@@ -296,11 +325,26 @@ class Host:
         return batch_number(msg, self.family) if self.family == "unionpay" else ""
 
     def _response(self, msg: Message, rc: str, extra: dict[int, Any] | None = None) -> Message:
-        response = make_response(msg, rc, self.family)
+        """The response to ``msg``: what :func:`make_response` builds (echoed fields, 39), plus ``extra``.
+
+        Built directly (the field numbers are known valid), which matters on the hot path."""
+        echo = _ECHO_FIELDS.get(self.family)
+        if echo is None:
+            response = make_response(msg, rc, self.family)
+        else:
+            src = msg.fields
+            fields = {n: src[n] for n in echo if n in src}
+            f60 = fields.get(60)
+            if isinstance(f60, dict):
+                fields[60] = dict(f60)
+            fields[39] = rc
+            response = Message(msg.response_mti())
+            response.fields = fields
         if extra:
+            fields = response.fields
             for number, value in extra.items():
                 if value is not None:
-                    response[number] = value
+                    fields[number] = value
         return response
 
     @staticmethod
@@ -368,94 +412,101 @@ class Host:
         return pan, amount, tid, mid
 
     def _authorize(self, txn: TxnType, msg: Message) -> Message:
+        # the hot path of the host (every sale): plain locals and dict lookups, no per-call closures
         key = txn_key(msg, self.family)
-        detect = not active(self.config.no_duplicate_detection, asyncio.get_running_loop().time())
-        existing = self.ledger.find(key)
+        config = self.config
+        ledger = self.ledger
+        detect = not (config.no_duplicate_detection
+                      and active(config.no_duplicate_detection, asyncio.get_running_loop().time()))
+        existing = ledger.find(key)
         if existing is not None and detect:
             return self._replay(msg, existing)
         pan, amount, tid, mid = self._request_basics(msg, txn)
-        fingerprint = _fingerprint(msg, self.family)
+        fingerprint = _fingerprint(msg, self.family, pan)
         now = self._now()
-        day = now.date().isoformat()
+        stamp = _iso(now)
+        day = stamp[:10]
         base = dict(tid=key.tid, stan=key.stan, ref=key.ref, kind=txn.value, mti=msg.mti, mid=mid, pan=pan,
                     amount=amount, fingerprint=fingerprint, batch=self._batch(msg), cardholder_debit=0, hold=0,
-                    merchant_credit=0, created_at=now.isoformat(timespec="microseconds"), day=day,
+                    merchant_credit=0, created_at=stamp, day=day,
                     dup_of=existing.id if existing is not None else None)
 
-        def decline(rc: str, reason: str, status: str = "declined") -> Message:
-            with self.ledger.step():
-                row = self.ledger.record(rc=rc, extra={}, status=status, **base)
-                row.extra = {str(k): v for k, v in self._extra_for(row.id, rc).items()}
-                self.ledger.update(row)
-            self._emit("decline", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc=rc, detail=reason)
-            return self._response(msg, rc, {int(k): v for k, v in row.extra.items()})
-
         # a reversal got here first (the original was delayed in the network): never debit
-        if txn != TxnType.BALANCE and existing is None and self.ledger.reversal(key) is not None:
-            rev = self.ledger.reversal(key)
+        if txn != TxnType.BALANCE and existing is None:
+            rev = ledger.reversal(key)
             if rev is not None and rev.status == "unknown_original":
-                with self.ledger.step():
-                    row = self.ledger.record(rc=self.config.late_original_rc, extra={},
-                                             status="reversed_before_arrival", **base)
-                    self.ledger.record_reversal(key, "late_original_blocked", rev.rc, row.id, now)
+                with ledger.step():
+                    row = ledger.record(rc=config.late_original_rc, extra={}, status="reversed_before_arrival", **base)
+                    ledger.record_reversal(key, "late_original_blocked", rev.rc, row.id, now)
                 self._emit("late_original", mti=msg.mti, stan=key.stan, tid=tid, amount=amount,
-                           rc=self.config.late_original_rc, detail="original arrived after its reversal; not debited")
-                return self._response(msg, self.config.late_original_rc)
+                           rc=config.late_original_rc, detail="original arrived after its reversal; not debited")
+                return self._response(msg, config.late_original_rc)
 
         merchant = self._merchant(mid)
         if merchant is None:
-            return decline("03", f"unknown merchant {mid}")
-        owner = self.ledger.merchant_of_terminal(tid)
+            return self._decline(msg, base, "03", f"unknown merchant {mid}")
+        owner = ledger.merchant_of_terminal(tid)
         if owner is not None and owner != mid:
-            return decline("58", f"terminal {tid} belongs to merchant {owner}, not {mid}")
+            return self._decline(msg, base, "58", f"terminal {tid} belongs to merchant {owner}, not {mid}")
         if txn != TxnType.BALANCE and amount <= 0 and txn != TxnType.VOID:
-            return decline("13", "amount must be positive")
-        if amount > self.config.max_amount:
-            return decline("13", f"amount above the maximum {self.config.max_amount}")
-        if self.config.content_duplicates and detect and txn in (TxnType.SALE, TxnType.PREAUTH) \
-                and fingerprint.startswith("L"):
-            twin = self.ledger.find_fingerprint(fingerprint)
+            return self._decline(msg, base, "13", "amount must be positive")
+        if amount > config.max_amount:
+            return self._decline(msg, base, "13", f"amount above the maximum {config.max_amount}")
+        if config.content_duplicates and detect and (txn is TxnType.SALE or txn is TxnType.PREAUTH) \
+                and fingerprint[0] == "L":
+            twin = ledger.find_fingerprint(fingerprint)
             if twin is not None and twin.key != key and twin.status == "approved":
-                return decline("94", f"same card, amount and local time as approved {twin.key} (new STAN)")
+                return self._decline(msg, base, "94", f"same card, amount and local time as approved {twin.key} (new STAN)")
 
-        card = self.ledger.card(pan)
-        balance = self.ledger.balance(card_account(pan))
-        user = evaluate(self.config.rules, RuleContext(txn, msg, pan, amount, tid, mid, card, balance)) \
-            if self.config.rules else None
-        if user is not None:
-            return decline(user[1], f"rule {user[0]!r}")
-        if txn in (TxnType.VOID, TxnType.COMPLETION):
-            return self._against_original(txn, msg, base, decline, card)
-        checked = self._check_card(msg, card, pan, now)
+        card = ledger.card(pan)
+        balance = ledger.balance(card_account(pan))
+        if config.rules:
+            user = evaluate(config.rules, RuleContext(txn, msg, pan, amount, tid, mid, card, balance))
+            if user is not None:
+                return self._decline(msg, base, user[1], f"rule {user[0]!r}")
+        if txn is TxnType.VOID or txn is TxnType.COMPLETION:
+            return self._against_original(txn, msg, base, lambda rc, reason: self._decline(msg, base, rc, reason), card)
+        checked = self._check_card(msg, card, pan, stamp)
         if checked is not None:
-            return decline(checked.rc, checked.reason)
+            return self._decline(msg, base, checked.rc, checked.reason)
         assert card is not None
-        if txn == TxnType.BALANCE:
-            with self.ledger.step():
-                row = self.ledger.record(rc="00", extra={}, status="approved", **base)
+        if txn is TxnType.BALANCE:
+            with ledger.step():
+                row = ledger.record(rc="00", extra={}, status="approved", **base)
                 extra = self._extra_for(row.id, "00")
                 extra[54] = _balance_field(balance, msg.get(49, "156"))
-                self.ledger.update(row, extra={str(k): v for k, v in extra.items()})
+                ledger.update(row, extra={str(k): v for k, v in extra.items()})
             return self._response(msg, "00", extra)
         if balance < amount:
-            return decline("51", f"available {balance} < amount {amount}")
-        if txn == TxnType.SALE and self.ledger.daily_debits(pan, day) + amount > card.daily_limit:
-            return decline("61", f"daily limit {card.daily_limit} exceeded")
-        extra = self._extra_for(self.ledger.next_id(), "00")
-        stored = {str(k): v for k, v in extra.items()}
-        with self.ledger.step():
-            if txn == TxnType.PREAUTH:
+            return self._decline(msg, base, "51", f"available {balance} < amount {amount}")
+        if txn is TxnType.SALE and ledger.daily_debits(pan, day) + amount > card.daily_limit:
+            return self._decline(msg, base, "61", f"daily limit {card.daily_limit} exceeded")
+        row_id = ledger.next_id()
+        rrn, auth = f"{row_id:012d}", f"{(row_id * 7919 + 104729) % 1_000_000:06d}"
+        stored = {"37": rrn, "38": auth}
+        with ledger.step():
+            if txn is TxnType.PREAUTH:
                 base["hold"] = amount
-                row = self.ledger.record(rc="00", extra=stored, status="approved", **base)
-                self.ledger.post("preauth_hold", row.id, [(card_account(pan), -amount), (hold_account(pan), amount)], now)
+                row = ledger.record(rc="00", extra=stored, status="approved", **base)
+                ledger.post("preauth_hold", row.id, ((card_account(pan), -amount), (hold_account(pan), amount)), stamp)
             else:
                 base["cardholder_debit"] = base["merchant_credit"] = amount
-                row = self.ledger.record(rc="00", extra=stored, status="approved", **base)
-                self.ledger.post("sale", row.id, [(card_account(pan), -amount), (payable_account(mid), amount)], now)
+                row = ledger.record(rc="00", extra=stored, status="approved", **base)
+                ledger.post("sale", row.id, ((card_account(pan), -amount), (payable_account(mid), amount)), stamp)
         if self.events is not None:
             self._emit("posting", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc="00",
                        detail=f"{txn.value} {mask_pan(pan)} {'held' if txn == TxnType.PREAUTH else 'debited'}")
-        return self._response(msg, "00", extra)
+        return self._response(msg, "00", {37: rrn, 38: auth})
+
+    def _decline(self, msg: Message, base: dict[str, Any], rc: str, reason: str, status: str = "declined") -> Message:
+        """Record a declined request (so a retransmission gets the same answer) and answer it."""
+        with self.ledger.step():
+            row = self.ledger.record(rc=rc, extra={}, status=status, **base)
+            row.extra = {str(k): v for k, v in self._extra_for(row.id, rc).items()}
+            self.ledger.update(row)
+        self._emit("decline", mti=msg.mti, stan=base["stan"], tid=base["tid"], amount=base["amount"], rc=rc,
+                   detail=reason)
+        return self._response(msg, rc, {int(k): v for k, v in row.extra.items()})
 
     def _merchant(self, mid: str) -> Merchant | None:
         merchant = self.ledger.merchant(mid)
@@ -464,14 +515,17 @@ class Host:
             self.ledger.add_merchant(merchant)
         return merchant
 
-    def _check_card(self, msg: Message, card: Card | None, pan: str, now: _dt.datetime) -> Decision | None:
-        """Card status, expiry and PIN — the issuer checks in the order a real one applies them."""
+    def _check_card(self, msg: Message, card: Card | None, pan: str, stamp: str) -> Decision | None:
+        """Card status, expiry and PIN — the issuer checks in the order a real one applies them.
+
+        ``stamp`` is the business date-time in ISO form (``YYYY-MM-DDT...``)."""
         if card is None:
             return Decision("14", "no such card")
         if card.status in STATUS_RC:
             return Decision(STATUS_RC[card.status], f"card {card.status}")
-        yymm = f"{now.year % 100:02d}{now.month:02d}"
-        if card.expiry < yymm or (14 in msg and str(msg[14]) < yymm):
+        yymm = stamp[2:4] + stamp[5:7]
+        expiry = msg.fields.get(14)
+        if card.expiry < yymm or (expiry is not None and str(expiry) < yymm):
             return Decision("54", "card expired")
         if card.pin_tries >= self.config.pin_tries:
             return Decision("75", "PIN tries exhausted")
@@ -819,21 +873,25 @@ def _amount_or_none(msg: Message) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
-def _fingerprint(msg: Message, family: Family) -> str:
+def _fingerprint(msg: Message, family: Family, pan: str | None = None) -> str:
     """What a retransmission must repeat: card, amount, type; ``L`` prefix if local date/time present.
 
-    The ``L`` form (with fields 12/13) also detects a retransmission under a *new* STAN.
+    The ``L`` form (with fields 12/13) also detects a retransmission under a *new* STAN. ``pan``
+    may be passed when the caller already extracted it.
     """
-    try:
-        pan = _pan_of(msg)
-    except TransactionError:
-        pan = ""
-    f60 = msg.get(60)
+    if pan is None:
+        try:
+            pan = _pan_of(msg)
+        except TransactionError:
+            pan = ""
+    fields = msg.fields
+    f60 = fields.get(60)
     code = f60.get("60.1", "") if isinstance(f60, dict) else ""
-    parts = [pan, str(msg.get(3, "")), str(msg.get(4, "")), code, str(msg.get(41, "")), str(msg.get(42, ""))]
-    local = 12 in msg and 13 in msg
+    parts = [pan, str(fields.get(3, "")), str(fields.get(4, "")), code, str(fields.get(41, "")),
+             str(fields.get(42, ""))]
+    local = 12 in fields and 13 in fields
     if local:
-        parts += [str(msg[12]), str(msg[13])]
+        parts += [str(fields[12]), str(fields[13])]
     digest = hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
     return ("L" if local else "N") + digest
 

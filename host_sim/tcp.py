@@ -30,8 +30,12 @@ class HostProtocol(asyncio.Protocol):
         self.host = server.host
         self.wire = server.wire
         self.prefix = server.wire.prefix
+        self.header_size = self.prefix.size
+        self.max_frame = server.wire.max_frame
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.last_activity = 0.0
         self.idle: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -44,7 +48,9 @@ class HostProtocol(asyncio.Protocol):
             return
         self.transport = transport
         self.server.connections.add(self)
-        self._arm_idle()
+        self.last_activity = self.loop.time()
+        if self.server.idle_timeout is not None:
+            self.idle = self.loop.call_later(self.server.idle_timeout, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -52,13 +58,17 @@ class HostProtocol(asyncio.Protocol):
             self.idle.cancel()
         self.transport = None
 
-    def _arm_idle(self) -> None:
+    def _check_idle(self) -> None:
+        """Close the connection once it has been silent for ``idle_timeout`` (one timer per
+        connection, re-armed for the remaining time: no timer churn per frame)."""
         timeout = self.server.idle_timeout
-        if timeout is None:
-            return
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(timeout, self._close)
+        assert timeout is not None
+        silent = self.loop.time() - self.last_activity
+        if silent >= timeout:
+            self.idle = None
+            self._close()
+        else:
+            self.idle = self.loop.call_later(timeout - silent, self._check_idle)
 
     def _close(self) -> None:
         if self.transport is not None:
@@ -66,26 +76,35 @@ class HostProtocol(asyncio.Protocol):
 
     # -- frames ----------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
         buffer = self.buffer
-        buffer += data
-        self._arm_idle()
-        size = self.prefix.size
-        while len(buffer) >= size:
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+        size = self.header_size
+        end = len(data)
+        pos = 0
+        while end - pos >= size:
             try:
-                length = self.prefix.parse(bytes(buffer[:size]))
+                length = self.prefix.parse(data[pos:pos + size])
             except Exception as exc:
                 self.host._emit("decode_error", detail=f"bad length header: {exc}"[:200])
                 self._close()
                 return
-            if length > self.wire.max_frame:
-                self.host._emit("decode_error", detail=f"frame of {length} bytes exceeds max_frame {self.wire.max_frame}")
+            if length > self.max_frame:
+                self.host._emit("decode_error", detail=f"frame of {length} bytes exceeds max_frame {self.max_frame}")
                 self._close()
                 return
-            if len(buffer) < size + length:
+            stop = pos + size + length
+            if stop > end:
                 break
-            frame = bytes(buffer[size:size + length])
-            del buffer[:size + length]
-            self._frame(frame)
+            self._frame(data[pos + size:stop])
+            pos = stop
+            if self.transport is None:
+                return
+        if pos < end:
+            buffer += data[pos:]
 
     def _frame(self, frame: bytes) -> None:
         host = self.host

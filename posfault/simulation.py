@@ -12,9 +12,9 @@
 
 Everything runs on :class:`posfault.clock.VirtualEventLoop`: a 60 s response timeout or a night until
 T+1 payouts costs microseconds, and the same seed gives the same trace, byte for byte. The terminal
-journal and the host ledger are real SQLite files in a private directory, so power cuts and host
-crashes exercise the same recovery code as on a real device: the terminal is re-created from its
-journal, the host from its ledger.
+journal and the host ledger are real SQLite databases — in memory, owned by the simulation, or as
+files (``storage="files"``) — so power cuts and host crashes exercise the same recovery code as on a
+real device: the terminal is re-created from its journal, the host from its ledger.
 """
 
 from __future__ import annotations
@@ -41,6 +41,23 @@ from .trace import Trace
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 CARDS_FILE = FIXTURES / "cards" / "test_cards.toml"
 MERCHANTS_FILE = FIXTURES / "cards" / "merchants.toml"
+
+
+#: ``storage=`` of :class:`Simulation`: the simulated devices' flash.
+#:
+#: * ``"memory"`` (default): journal and ledger are in-memory SQLite databases owned by the
+#:   simulation (shared-cache URIs, held open by the simulation), so they survive the simulated
+#:   power cycles and host crashes exactly like files do — the device reconnects and reads what was
+#:   committed; what was not committed vanishes with the connection.
+#: * ``"files"``: SQLite files (WAL) in a private directory (``workdir``, default a temporary one on
+#:   a RAM-backed file system when there is one): the same code paths as a real device's flash.
+STORAGE = ("memory", "files")
+
+
+def _ram_dir() -> str | None:
+    """A RAM-backed directory for SQLite files when there is one: the same WAL/transaction code paths
+    as on disk, without paying for fsync thousands of times in a campaign."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 class SimulationError(RuntimeError):
@@ -125,7 +142,12 @@ class Simulation:
     def __init__(self, seed: int = 0, dialect: str = "iso87ascii", terminal_profile: str = "correct", *,
                  host: Mapping[str, Any] | None = None, tid: str = DEFAULT_TID, workdir: str | None = None,
                  epoch: _dt.datetime = DEFAULT_EPOCH, response_timeout: float | None = None,
-                 capture_frames: bool = True, mac: bool = False, customer_gap: float = 15.0) -> None:
+                 capture_frames: bool = True, mac: bool = False, customer_gap: float = 15.0,
+                 storage: str | None = None) -> None:
+        if storage is None:
+            storage = "files" if workdir is not None else "memory"
+        if storage not in STORAGE:
+            raise SimulationError(f"storage must be one of {list(STORAGE)}, got {storage!r}")
         self.seed = seed
         self.dialect = dialect
         self.profile = terminal_profile
@@ -138,31 +160,39 @@ class Simulation:
         self.wire = _make_wire(dialect)
         #: Every event of the run (terminal, host, ledger, network with frame bytes for the pcap).
         self.trace = Trace(loop=self.loop, wire=self.wire, clock=self.clock)
+        self.emit = self.trace.record  # type: ignore[method-assign]   # the hot path: no extra call
         self.capture_frames = capture_frames
         self.faults = Faults(seed)
         self.response_timeout = response_timeout
         self.mac = mac
         self.customer_gap = customer_gap
+        #: Where the terminal journal and the host ledger live (see :data:`STORAGE`).
+        self.storage = storage
         self._tmp = None
-        if workdir is None:
-            # SQLite files on a RAM-backed file system when there is one: the same WAL/transaction
-            # code paths as on disk, without paying for fsync thousands of times in a campaign.
-            shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=shm)
+        if workdir is None and storage == "files":
+            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=_ram_dir())
             workdir = self._tmp.name
-        self.workdir = pathlib.Path(workdir)
+        self.workdir = pathlib.Path(workdir) if workdir is not None else None
         self._armed: dict[str, tuple[str, float]] = {}      # target -> (step, off_for)
         self._host_tasks: set[asyncio.Task[Any]] = set()
         self._links: list[tuple[Any, ...]] = []
         self._host_down = False
         self._closed = False
         self._exported: list[dict[str, Any]] | None = None
+        self._exported_count = -1
         from . import _world  # adapters to the terminal and host packages
 
         self._world = _world.World(self)
         self.terminal = TerminalHandle(self)
         self.host = HostHandle(self)
         self._run(self._world.start())   # start of day: the terminal signs on (working keys)
+
+    def _fall_back_to_files(self) -> None:
+        """This SQLite cannot share an in-memory database by name: use files after all (and say so)."""
+        self.storage = "files"
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=_ram_dir())
+            self.workdir = pathlib.Path(self._tmp.name)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> Simulation:
@@ -209,15 +239,18 @@ class Simulation:
         return round((when - self.epoch).total_seconds(), 6)
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        """The event sink handed to terminal and host (CONTRACTS §0): the trace stamps virtual time."""
-        self._exported = None
-        self.trace(dict(event))
+        """The event sink handed to terminal and host (CONTRACTS §0): the trace stamps virtual time.
+
+        (Each instance binds ``emit`` straight to its trace's recorder; this method documents it.)"""
+        self.trace(event)  # type: ignore[arg-type]
 
     def events(self) -> list[dict[str, Any]]:
         """The trace as masked, JSON-ready events (frames decoded to masked fields, no raw bytes),
         with each network message's MTI/STAN and fault named — what the oracle and reports read."""
-        if self._exported is None:
+        count = len(self.trace.events)
+        if self._exported is None or self._exported_count != count:
             self._exported = export_events(self.trace)
+            self._exported_count = count
         return self._exported
 
     def _run(self, coro: Any) -> Any:
@@ -343,11 +376,16 @@ class TerminalHandle:
     def _txn(self, kind: str, amount: str | int, card: str) -> Any:
         minor = parse_money(amount, f"{kind} amount")
         sim = self._sim
-        if sim.customer_gap > 0:
-            # The next customer steps up: purchases at one counter are never in the same second
-            # (a careful host would rightly take two identical ones as a duplicate).
-            sim.advance(sim.customer_gap)
-        return sim._run(sim._world.transaction(kind, minor, card))
+        # The next customer steps up: purchases at one counter are never in the same second (a
+        # careful host would rightly take two identical ones as a duplicate). One run of the loop
+        # for the wait and the transaction.
+        return sim._run(self._after_gap(sim.customer_gap, sim._world.transaction(kind, minor, card)))
+
+    @staticmethod
+    async def _after_gap(gap: float, transaction: Any) -> Any:
+        if gap > 0:
+            await asyncio.sleep(gap)
+        return await transaction
 
     def sale(self, amount: str | int, card: str = "chip-ok") -> Any:
         return self._txn("sale", amount, card)
@@ -436,11 +474,14 @@ class _NetSink:
         self._sim = sim
 
     def __call__(self, event: dict[str, Any]) -> None:
+        self.record_owned(dict(event))
+
+    def record_owned(self, event: dict[str, Any]) -> None:
+        """Links build a fresh dict per event: stored as is (no copy)."""
         sim = self._sim
-        if not sim.capture_frames and event.get("kind") == "deliver":
-            event.pop("wire_bytes", None)
-        sim._exported = None
-        sim.trace(event)
+        if not sim.capture_frames and "wire_bytes" in event and event.get("kind") == "deliver":
+            del event["wire_bytes"]
+        sim.trace.record_owned(event)
 
     def open_connection(self, name: str) -> Any:
         return self._sim.trace.open_connection(name)

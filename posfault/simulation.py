@@ -27,7 +27,6 @@ import pathlib
 import random
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import faults as _faults
@@ -120,19 +119,34 @@ class Faults:
 
 
 # -- results -------------------------------------------------------------------------------------------
-@dataclass
 class RunResult:
-    """What :func:`run_scenario` returns: the verdict, the trace and whether it met the expectation."""
+    """What :func:`run_scenario` returns: the verdict, the trace and whether it met the expectation.
 
-    scenario: Scenario
-    verdict: Verdict
-    trace: list[dict[str, Any]]
-    differences: list[str] = field(default_factory=list)
-    pcap: bytes | None = None
+    ``trace`` (masked, JSON-ready events) is exported on first access: a campaign runs thousands of
+    scenarios and reads only their verdicts."""
+
+    def __init__(self, scenario: Scenario, verdict: Verdict,
+                 trace: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
+                 differences: list[str] | None = None, pcap: bytes | None = None) -> None:
+        self.scenario = scenario
+        self.verdict = verdict
+        self._trace = trace
+        self.differences = list(differences or [])
+        self.pcap = pcap
+
+    @property
+    def trace(self) -> list[dict[str, Any]]:
+        if callable(self._trace):
+            self._trace = self._trace()
+        return self._trace
 
     @property
     def matches(self) -> bool:
         return not self.differences
+
+    def __repr__(self) -> str:
+        return (f"RunResult(scenario={self.scenario.name!r}, anomalies={self.verdict.anomaly_kinds}, "
+                f"matches={self.matches})")
 
 
 # -- the simulation ----------------------------------------------------------------------------------
@@ -552,4 +566,5 @@ def run_scenario(scenario: Scenario, *, seed: int | None = None, on_sim: Callabl
         if on_sim is not None:
             on_sim(sim)
         pcap = sim.pcap() if capture_frames else None
-        return RunResult(scenario, verdict, sim.events(), scenario.expect.differences(verdict), pcap)
+        trace = sim.trace
+        return RunResult(scenario, verdict, lambda: export_events(trace), scenario.expect.differences(verdict), pcap)

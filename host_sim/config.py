@@ -54,6 +54,8 @@ class HostConfig:
       mac_required         financial requests from a signed-on terminal must carry a valid MAC.
       mac_failure_rc       rc for a bad/missing MAC; None = dialect default (UnionPay A0, ISO 96).
       mac_failure_drop     do not answer a bad MAC at all (some ISO hosts just drop it).
+      mac_responses        MAC the response (field 64/128, the dialect's algorithm, the terminal's
+                           working MAC key) whenever the request carried a MAC that verified.
       late_reversal        what a reversal of an already settled original does; None = dialect
                            default (ISO: "reverse" with a merchant adjustment; UnionPay: "reject" 12).
       late_original_rc     answer to an original arriving after its own reversal (never debited).
@@ -72,6 +74,10 @@ class HostConfig:
       skip_payout_retries         a failed payout is never retried (no 补划款).
       issuer_unavailable          answer 91 to authorizations/financials without touching the ledger.
       issuer_slow                 wait issuer_slow_delay seconds before authorizing.
+      corrupt_response_mac        stamp a wrong MAC on the answer to an authorization/financial
+                                  request (after committing its effect; needs a MACed request from
+                                  a signed-on terminal): the terminal must distrust the approval it
+                                  was sent and reverse it. Reversal answers keep a good MAC.
     """
 
     duplicate_response: Literal["original", "94"] = "original"
@@ -80,6 +86,7 @@ class HostConfig:
     mac_required: bool = False
     mac_failure_rc: str | None = None
     mac_failure_drop: bool = False
+    mac_responses: bool = True
     late_reversal: Literal["reverse", "reject"] | None = None
     late_original_rc: str = "12"
     capture: Literal["host", "terminal_batch"] = "host"
@@ -96,6 +103,7 @@ class HostConfig:
     issuer_unavailable: Toggle = False
     issuer_slow: Toggle = False
     issuer_slow_delay: float = 0.0
+    corrupt_response_mac: Toggle = False
 
     def __post_init__(self) -> None:
         if self.duplicate_response not in ("original", "94"):
@@ -111,4 +119,4 @@ class HostConfig:
 
 
 SWITCHES = ("lose_response_after_commit", "no_duplicate_detection", "ignore_unknown_reversal",
-            "skip_payout_retries", "issuer_unavailable", "issuer_slow")
+            "skip_payout_retries", "issuer_unavailable", "issuer_slow", "corrupt_response_mac")

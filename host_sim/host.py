@@ -254,10 +254,39 @@ class Host:
             self._emit("drop", mti=msg.mti, stan=msg.get(11), tid=msg.get(41),
                        detail="response lost after commit" if response is not None else "no answer")
             return None
+        fields = msg.fields
+        if (64 in fields or 128 in fields) and self.config.mac_responses:
+            response = self._stamp_mac(msg, response)
         self.stats["responses"] += 1
         if self.events is not None:
             self._emit("send", mti=response.mti, stan=response.get(11), tid=response.get(41), rc=response.get(39))
         return response
+
+    def _stamp_mac(self, msg: Message, response: Message) -> Message:
+        """MAC the response to a MACed request with the terminal's working key (see HostConfig).
+
+        Not when the request's own MAC failed (the host cannot trust that key exchange), nor when
+        the terminal never signed on (no key). ``corrupt_response_mac`` stamps a wrong one on answers
+        to authorization and financial requests (MTI classes 1 and 2).
+        """
+        tid = str(msg.get(41, ""))
+        keys = self.ledger.terminal_keys(tid)
+        if not keys or response.get(39) == (self.config.mac_failure_rc or ("A0" if self.family == "unionpay" else "96")):
+            return response
+        # authorization and financial answers only: the reversal that follows is answered with a
+        # good MAC, so the terminal can clear it (the incident is the reversed approval, not a loop)
+        corrupt = bool(self.config.corrupt_response_mac) and msg.mti[1] in "12" \
+            and active(self.config.corrupt_response_mac, asyncio.get_running_loop().time())
+        try:
+            stamped = sec.stamp_mac(self, response, keys, corrupt=corrupt)
+        except Exception as exc:  # a response the dialect cannot MAC: send it as it is, and say so
+            self._emit("mac_stamp_failed", mti=response.mti, stan=response.get(11), tid=tid,
+                       detail=type(exc).__name__)
+            return response
+        if corrupt:
+            self._emit("mac_corrupted", mti=response.mti, stan=response.get(11), tid=tid, rc=response.get(39),
+                       detail="response sent with a wrong MAC (corrupt_response_mac)")
+        return stamped
 
     def after_commit(self, callback: Callable[[BaseException | None], None]) -> None:
         """Call ``callback(None)`` once everything posted so far is committed (``callback(exc)`` if it

@@ -104,6 +104,23 @@ def verify_mac(host: Any, msg: Message, keys: dict[str, str], raw: bytes | None)
         return False
 
 
+def stamp_mac(host: Any, response: Message, keys: dict[str, str], *, corrupt: bool = False) -> Message:
+    """``response`` with field 64 (or 128) set to its MAC under the terminal's working MAC key, in the
+    dialect's algorithm — the same one request MACs are verified with.
+
+    ``corrupt=True`` stamps a MAC made under a different key instead: well-formed, but wrong, as a
+    host with a stale key or a corrupting middlebox would send. Raises ``MacError`` when the
+    response cannot carry a MAC (the caller decides what to do).
+    """
+    from iso8583.security import mac
+    from iso8583.security.keys import Key
+
+    key = bytes.fromhex(keys["mac_key"])
+    if corrupt:
+        key = bytes(b ^ 0x5A for b in key)
+    return mac.stamp(response, spec_of(host), Key(key))
+
+
 def verify_pin(host: Any, msg: Message, pan: str, card: Card, keys: dict[str, str] | None) -> PinCheck:
     """Decrypt field 52 with the terminal's PIN key and compare with the card's PIN verification value."""
     if not keys:

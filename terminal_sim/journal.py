@@ -296,7 +296,13 @@ class Journal:
         sync = synchronous or ("FULL" if durable else "NORMAL")
         if sync.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise TerminalError(f"journal synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
-        return cls(cls._connect(text, uri, sync.upper(), exclusive), text, uri, sync.upper(), exclusive)
+        try:
+            return cls(cls._connect(text, uri, sync.upper(), exclusive), text, uri, sync.upper(), exclusive)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise TerminalError(f"journal {text} is in use by another terminal (a journal is opened "
+                                    "exclusively; Journal.open(..., exclusive=False) shares it)") from None
+            raise
 
     @staticmethod
     def _connect(path: str, uri: bool, synchronous: str, exclusive: bool = True) -> sqlite3.Connection:
@@ -391,11 +397,12 @@ class Journal:
     # -- attempt steps (each atomic) ------------------------------------------------------------
     def begin_attempt(self, *, tid: str, kind: str, amount: int, pan: str, entry: str, request: Message,
                       at: float, arm_reversal: bool, mode: str = "online", original: int | None = None,
-                      advice: bool = False, sent: bool = True) -> int:
+                      advice: bool = False, sent: bool = True, masked: str | None = None) -> int:
         """Record the attempt, its request and STAN and (if asked) arm its reversal — one statement.
 
         Must be called before the request leaves; ``sent=False`` records an attempt refused
-        before anything was sent (no STAN is used then).
+        before anything was sent (no STAN is used then). ``masked`` is the PAN already masked,
+        when the caller has it.
         """
         fields = request.fields
         stan = str(fields.get(11, ""))
@@ -403,8 +410,8 @@ class Journal:
         cur = self._conn.execute(
             "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan,"
             " f7, req_batch, stan_seq, request, reversal, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (tid, kind, mode, amount, mask_pan(pan) if pan else "", entry, self._batch, original, at, request.mti,
-             stan, str(fields.get(7, "")), _batch_of(request, self._batch), seq, encode_fields(request),
+            (tid, kind, mode, amount, masked if masked is not None else (mask_pan(pan) if pan else ""), entry,
+             self._batch, original, at, request.mti, stan, str(fields.get(7, "")), _batch_of(request, self._batch), seq, encode_fields(request),
              "armed" if arm_reversal else "none", "pending" if advice else "none"))
         attempt = int(cur.lastrowid or 0)
         if arm_reversal:

@@ -66,6 +66,13 @@ class Link:
         self._pin_format = pin_format
         self._rng = rng
         self._env_size = self.wire.envelope.size if self.wire.envelope is not None else 0
+        # The terminal always sends the dialect's default envelope (TPDU / application header):
+        # built once, not per message. Received envelopes are skipped, not parsed: the terminal
+        # does not act on them, and parsing one costs more than decoding the message.
+        self._env_bytes = self.wire.envelope.build() if self.wire.envelope is not None else b""
+        from iso8583 import decode
+
+        self._decode = decode
         f64 = self.spec.fields.get(64)
         self._f64 = f64
         self._f64_size = len(f64.encode(b"\0" * 8)) if f64 is not None and getattr(f64, "max", 0) == 8 else None
@@ -79,24 +86,27 @@ class Link:
 
     def pack(self, msg: Message, keys: Any | None) -> bytes:
         if keys is None:
-            return self.wire.pack(msg)
+            return self._env_bytes + self._encode(msg, self.spec)
         size = self._f64_size
         if size is None or any(n > 64 for n in msg.fields):
-            return self.wire.pack(self._mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm))
+            stamped = self._mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm)
+            return self._env_bytes + self._encode(stamped, self.spec)
         work = Message(msg.mti)                      # the encoder only reads: a shallow copy is enough
         work.fields = {**msg.fields, 64: _MAC_PLACEHOLDER}
         body = self._encode(work, self.spec)
         head = body[:-size]
         code = self._mac.compute(self._mac_algorithm, keys.mac_key, head)
-        body = head + self._f64.encode(code)
-        envelope = self.wire.envelope
-        return envelope.build() + body if envelope is not None else body
+        return self._env_bytes + head + self._f64.encode(code)
 
     def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]:
         from iso8583.errors import ISO8583Error
 
+        env_size = self._env_size
+        if len(frame) < env_size:
+            raise LinkError(f"frame of {len(frame)} bytes is shorter than its {env_size}-byte "
+                            "TPDU/application header")
         try:
-            msg, _envelope = self.wire.unpack(frame)
+            msg = self._decode(frame[env_size:] if env_size else frame, self.spec)
         except ISO8583Error as exc:
             raise LinkError(str(exc)) from None
         if keys is None or (64 not in msg and 128 not in msg):

@@ -144,8 +144,9 @@ class Terminal:
         size = getattr(link, "field_size", None)
         self._f12_size = size(12) if size is not None else None
         # The dialect's field numbers, when the link can say (filtering by set difference).
-        self._supported: frozenset[int] | None = (
-            frozenset(n for n in range(2, 193) if link.supports(n)) if hasattr(link, "supports") else None)
+        self._unsupported: frozenset[int] | None = (
+            frozenset(n for n in range(2, 193) if not link.supports(n)) if hasattr(link, "supports") else None)
+        self._bases: dict[tuple[TxnType, int], tuple[str, dict[int, Any]]] = {}
         self._keys: Any = None
         stored = journal.keys()
         if stored:
@@ -271,16 +272,33 @@ class Terminal:
 
     def _filter(self, fields: dict[int, Any]) -> dict[int, Any]:
         """``fields`` without the ones the dialect does not have (in place: callers pass their own)."""
-        supported = self._supported
-        if supported is None:
+        unsupported = self._unsupported
+        if unsupported is None:
             supports = self.link.supports
             return {n: v for n, v in fields.items() if supports(n)}
-        for n in fields.keys() - supported:
-            del fields[n]
+        if not unsupported.isdisjoint(fields):
+            for n in unsupported.intersection(fields):
+                del fields[n]
         return fields
 
     def _batch_text(self) -> str:
         return f"{self.journal.batch:06d}"
+
+    def _request_base(self, txn: TxnType) -> tuple[str, dict[int, Any]]:
+        """``request_base`` for this terminal's family and open batch, from a small per-terminal
+        cache (the template is rebuilt only when the batch changes); a fresh dict every call."""
+        batch = self.journal.batch
+        found = self._bases.get((txn, batch))
+        if found is None:
+            if len(self._bases) > 64:
+                self._bases.clear()
+            found = self._bases[(txn, batch)] = request_base(txn, self.family, batch=f"{batch:06d}")
+        mti, template = found
+        fields = dict(template)
+        f60 = fields.get(60)
+        if f60.__class__ is dict:       # UnionPay composite field 60: callers may change subfields
+            fields[60] = dict(f60)
+        return mti, fields
 
     def _card_fields(self, card: Card, amount: int, pin: str | None,
                      now: _dt.datetime | None = None) -> dict[int, Any]:
@@ -306,11 +324,16 @@ class Terminal:
         data = bytearray(card.emv)
         if now is None:
             now = self.clock()
-        values = {"9F02": bytes.fromhex(f"{amount:012d}"),
-                  "9A": bytes.fromhex("%02d%02d%02d" % (now.year % 100, now.month, now.day)),  # noqa: UP031
-                  "9F37": self.rng.getrandbits(32).to_bytes(4, "big")}
-        for tag, (begin, size) in slots.items():
-            data[begin:begin + size] = values[tag]
+        unpredictable = self.rng.getrandbits(32)   # drawn for every chip read (seeded runs stay stable)
+        at = slots.get("9F02")
+        if at is not None:
+            data[at[0]:at[0] + 6] = bytes.fromhex(f"{amount:012d}")
+        at = slots.get("9A")
+        if at is not None:
+            data[at[0]:at[0] + 3] = bytes.fromhex("%02d%02d%02d" % (now.year % 100, now.month, now.day))  # noqa: UP031
+        at = slots.get("9F37")
+        if at is not None:
+            data[at[0]:at[0] + 4] = unpredictable.to_bytes(4, "big")
         return bytes(data)
 
     def _pin_for(self, card: Card, amount: int, pin: str | None) -> str | None:
@@ -324,7 +347,7 @@ class Terminal:
 
     def _build(self, txn: TxnType, *, amount: int | None, card: Card | None, pin: str | None = None,
                extra: dict[int, Any] | None = None) -> Message:
-        mti, fields = request_base(txn, self.family, batch=self._batch_text())
+        mti, fields = self._request_base(txn)
         now = self.clock()   # one business time for the request's date fields and EMV 9A
         if card is not None:
             fields.update(self._card_fields(card, amount or 0, pin, now))
@@ -627,7 +650,8 @@ class Terminal:
         reversible = txn in (TxnType.SALE, TxnType.VOID, TxnType.PREAUTH, TxnType.COMPLETION)
         armed = reversible and profile.persist_reversal_before_send
         attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
-                                        request=request, at=self._time(), arm_reversal=armed, original=original)
+                                        request=request, at=self._time(), arm_reversal=armed, original=original,
+                                        masked=masked if card is not None else None)
         self._emit("attempt", attempt=attempt, stan=request.get(11), amount=amount_value,
                    detail=f"{kind} armed={armed}")
         await self._step("before-send", attempt)

@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 BOOL_SWITCHES = ("lose_response_after_commit", "no_duplicate_detection", "ignore_unknown_reversal",
-                 "skip_payout_retries", "issuer_unavailable", "issuer_slow")
+                 "skip_payout_retries", "issuer_unavailable", "issuer_slow", "corrupt_response_mac")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -80,11 +80,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merchants", default=None, help="merchants TOML (default fixtures/cards/merchants.toml)")
 
 
-def _open_ledger(args: argparse.Namespace, synchronous: str = "FULL") -> Any:
+def _open_ledger(args: argparse.Namespace, synchronous: str = "FULL", checkpoint: str = "auto") -> Any:
     from host_sim import Ledger, seed
     from host_sim.fixtures import DEFAULT_CARDS, DEFAULT_MERCHANTS
 
-    ledger = Ledger.open(args.ledger, synchronous=synchronous)
+    ledger = Ledger.open(args.ledger, synchronous=synchronous, checkpoint=checkpoint)
     seed(ledger, cards=args.cards or DEFAULT_CARDS, merchants=args.merchants or DEFAULT_MERCHANTS)
     return ledger
 
@@ -108,7 +108,8 @@ def _serve(args: argparse.Namespace) -> int:
                         rules=load_rules(args.rules) if args.rules else [],
                         issuer_slow_delay=args.issuer_slow_delay,
                         **{name: True for name in args.switches})
-    ledger = _open_ledger(args, args.synchronous)
+    # serving: WAL checkpoints on their own thread, never inside a commit a response waits for
+    ledger = _open_ledger(args, args.synchronous, checkpoint="background")
     if args.slow_commit:
         if args.commit != "thread":
             raise ValueError("--slow-commit needs --commit thread")

@@ -118,11 +118,15 @@ def test_fast_tcp_front_end_unionpay_with_mac() -> None:
         async def send(msg):
             writer.write(wire.prefix.wrap(wire.pack(msg)))
             header = await reader.readexactly(wire.prefix.size)
-            return wire.unpack(await reader.readexactly(wire.prefix.parse(header)))
+            frame = await reader.readexactly(wire.prefix.parse(header))
+            last.append(frame[wire.envelope.size:])
+            return wire.unpack(frame)
 
+        last: list[bytes] = []
         signed, env = await send(request(TxnType.SIGN_ON, "unionpay", stan=1, amount=None))
         keys = WorkingKeys.unpack(signed[62], tmk)
         ok, _ = await send(mac.stamp(with_pin(sale(2, 1000, "unionpay"), keys, "1234"), wire.spec, keys.mac_key))
+        assert mac.verify(last[-1], wire.spec, keys.mac_key)     # the answer is MACed on this path too
         bad = mac.stamp(sale(3, 1000, "unionpay"), wire.spec, keys.mac_key)
         bad[64] = bytes(8)
         refused, _ = await send(bad)

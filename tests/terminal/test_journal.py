@@ -10,7 +10,7 @@ import pytest
 
 from iso8583.message import Message
 from posfault.clock import run_virtual
-from terminal_sim import Journal, load_cards
+from terminal_sim import Journal, TerminalError, load_cards
 
 from .support import FakeHost, FakeLink, make_terminal
 
@@ -83,13 +83,20 @@ def test_batch_queries_see_only_the_open_batch_across_settlements_and_reopen(tmp
     assert [r.settled for r in again.attempts()] == [True, True, True, False]
 
 
-def test_file_journal_is_exclusive_unless_asked(tmp_path) -> None:
+def test_file_journal_is_exclusive_unless_asked(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "j.db"
     journal = Journal.open(path)
     _begin(journal)
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         sqlite3.connect(path, timeout=0).execute("SELECT COUNT(*) FROM attempts").fetchone()
     journal.close()
+    holder = Journal.open(path)
+    real = sqlite3.connect                  # no 5-second busy wait: this lock is never released
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real(*a, **{**k, "timeout": 0}))
+    with pytest.raises(TerminalError, match="in use by another terminal"):
+        Journal.open(path)
+    monkeypatch.undo()
+    holder.close()
     shared = Journal.open(path, exclusive=False)
     _begin(shared)
     assert sqlite3.connect(path, timeout=0).execute("SELECT COUNT(*) FROM attempts").fetchone() == (2,)

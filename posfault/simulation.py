@@ -189,7 +189,9 @@ class Simulation:
         self.workdir = pathlib.Path(workdir) if workdir is not None else None
         self._armed: dict[str, tuple[str, float]] = {}      # target -> (step, off_for)
         self._host_tasks: set[asyncio.Task[Any]] = set()
-        self._links: list[tuple[Any, ...]] = []
+        self._links: list[tuple[Any, ...]] = []   # the connections that may still be open
+        self._connections = 0
+        self._net_sink = _NetSink(self)
         self._host_down = False
         self._closed = False
         self._exported: list[dict[str, Any]] | None = None
@@ -284,10 +286,14 @@ class Simulation:
         if self._host_down:
             self.emit({"actor": "net", "kind": "refused", "detail": "host is down"})
             raise HostDown("simulated host is down (crashed)")
-        number = len(self._links) + 1
+        self._connections += 1
+        number = self._connections
         term_end, host_end, link = _faults.faulty_pipe(
-            self.faults.plan, wire=self.wire, trace=_NetSink(self), name=f"conn{number}")
-        self._links.append((term_end, host_end, link))
+            self.faults.plan, wire=self.wire, trace=self._net_sink, name=f"conn{number}")
+        links = self._links
+        if len(links) >= 32:   # forget connections that are over (crashes and power cuts walk this list)
+            links[:] = [entry for entry in links if not entry[2]._done]
+        links.append((term_end, host_end, link))
         serve = self.loop.create_task(self._world.serve(host_end), name=f"host-conn-{number}")
         self._host_tasks.add(serve)
         serve.add_done_callback(self._host_tasks.discard)

@@ -322,6 +322,20 @@ class DirectLink(FaultLink):
     def _frame(self, direction: str, frame: bytes) -> None:
         outbox = self._outboxes.get(direction)
         dst = self.host_end if direction == TO_HOST else self.terminal_end
+        plan = self.plan
+        if not plan.rules and self._loop.time() >= plan.blackhole_until:
+            # No rule can act: the plan would forward it untouched (what FaultPlan.decide says).
+            counts = self.counts
+            counts["forward"] = counts.get("forward", 0) + 1
+            record = self._record
+            if record is not None:
+                record({"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
+                        "conn": self.conn, "size": len(frame), "action": "forward", "frame": frame})
+            if outbox is None or not outbox.pending:
+                self._write_one(direction, dst, frame, False, "")
+            else:
+                outbox.put(Delivery(0.0, frame))
+            return
         peek = self._peeker(frame)
         try:
             decision = self.plan.decide(direction, frame, self._loop.time(), peek=peek, wrap=dst.wrap,

@@ -97,3 +97,31 @@ def test_clock_for_real_loop_is_wall_clock() -> None:
         return clock_for()
 
     assert asyncio.run(main()) == dt.datetime.now
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_call_after_current_runs_once_the_current_step_yields(debug: bool) -> None:
+    """What an in-memory channel hands over runs after everything its sender did in that step and,
+    on the fast path, before the other ready callbacks; in debug mode (asyncio's own iteration) it
+    falls back to the next turn — the order of effects is the same either way."""
+    order: list[str] = []
+
+    async def sender(loop: VirtualEventLoop) -> None:
+        loop.call_soon(order.append, "other ready callback")
+        loop.call_after_current(lambda: order.append("handed over"))
+        order.append("sender continues")
+        await asyncio.sleep(0)
+        order.append("sender resumed")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualEventLoop) and loop.get_debug() == debug
+        await sender(loop)
+        loop.call_after_current(lambda: order.append("from a later step"))
+        await asyncio.sleep(1)
+        return loop.time()
+
+    assert run_virtual(main(), debug=debug) == 1.0
+    first = ["sender continues", "handed over", "other ready callback"] if not debug else \
+        ["sender continues", "other ready callback", "handed over"]
+    assert order == [*first, "sender resumed", "from a later step"]

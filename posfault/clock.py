@@ -136,6 +136,25 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._after_current: list[Callable[[], None]] = []
         self._in_fast_callback = False
 
+    def skip_idle_until(self, when: float) -> bool:
+        """Move time to ``when`` now, if nothing could run before then anyway; else False.
+
+        True only when no callback is ready and every timer is due strictly after ``when`` (and no
+        executor thread could wake the loop): then ``await asyncio.sleep(when - now)`` would do
+        exactly this, at the cost of a future, a timer and two loop iterations."""
+        if self._ready or self._after_current or self._needs_real_blocking() or when < self._vtime:
+            return False
+        scheduled = self._scheduled
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
+        if scheduled and scheduled[0]._when <= when:
+            return False
+        if when > self._vtime:
+            self._vtime = when
+            self.jumps += 1
+        return True
+
     def call_after_current(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` right after the callback now running (a task step, a timer), before the
         other ready callbacks — or on the next turn (``call_soon``) when the loop is not on its

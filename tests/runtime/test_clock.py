@@ -125,3 +125,20 @@ def test_call_after_current_runs_once_the_current_step_yields(debug: bool) -> No
     first = ["sender continues", "handed over", "other ready callback"] if not debug else \
         ["sender continues", "other ready callback", "handed over"]
     assert order == [*first, "sender resumed", "from a later step"]
+
+
+def test_skip_idle_until_only_when_nothing_could_run_meanwhile() -> None:
+    async def main():
+        loop = asyncio.get_running_loop()
+        fired: list[float] = []
+        timer = loop.call_at(5.0, lambda: fired.append(loop.time()))
+        assert not loop.skip_idle_until(5.0)          # a timer is due by then: sleep instead
+        assert loop.skip_idle_until(4.0) and loop.time() == 4.0
+        loop.call_soon(fired.append, "ready")
+        assert not loop.skip_idle_until(4.5)          # a callback is ready
+        await asyncio.sleep(0)
+        timer.cancel()
+        assert loop.skip_idle_until(10.0) and loop.time() == 10.0   # cancelled timers do not count
+        return fired
+
+    assert run_virtual(main()) == ["ready"]

@@ -139,10 +139,11 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     def skip_idle_until(self, when: float) -> bool:
         """Move time to ``when`` now, if nothing could run before then anyway; else False.
 
-        True only when no callback is ready and every timer is due strictly after ``when`` (and no
-        executor thread could wake the loop): then ``await asyncio.sleep(when - now)`` would do
+        True only when no callback is ready, every timer is due strictly after ``when``, and no real
+        file descriptor or executor thread could wake the loop: then ``await asyncio.sleep(when - now)`` would do
         exactly this, at the cost of a future, a timer and two loop iterations."""
-        if self._ready or self._after_current or self._needs_real_blocking() or when < self._vtime:
+        if (self._ready or self._after_current or when < self._vtime or self._needs_real_blocking()
+                or self._selector.registered > 1):  # type: ignore[attr-defined]  # real I/O to poll first
             return False
         scheduled = self._scheduled
         while scheduled and scheduled[0]._cancelled:

@@ -12,8 +12,11 @@ import atexit
 import contextlib
 import datetime as _dt
 import functools
+import itertools
+import os
 import pathlib
 import shutil
+import sqlite3
 import tempfile
 from typing import TYPE_CHECKING, Any
 
@@ -44,16 +47,33 @@ def _cards() -> dict[str, Any]:
 _TEMPLATES: dict[tuple[str, str], pathlib.Path] = {}
 
 
-def _ledger_template(epoch: _dt.datetime, workroot: pathlib.Path) -> pathlib.Path:
+_flash_ids = itertools.count(1)
+
+
+@functools.cache
+def memory_flash_supported() -> bool:
+    """Whether an in-memory shared database can be named to ``sqlite3.connect`` without ``uri=True``
+    (the host ledger opens its path plainly): true where SQLite is built with USE_URI (Debian,
+    Ubuntu, most distributions); elsewhere the simulation keeps its databases in files."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        return any(row[0] == "USE_URI" for row in conn.execute("PRAGMA compile_options"))
+    finally:
+        conn.close()
+
+
+def _ledger_template(epoch: _dt.datetime) -> pathlib.Path:
     """A ledger file seeded with the test cards and merchants, built once per process and epoch and
     copied for each simulation (seeding parses TOML and writes hundreds of rows)."""
     from host_sim import fixtures as host_fixtures
     from host_sim.ledger import Ledger
 
-    key = (epoch.isoformat(), str(workroot))
+    from .simulation import _ram_dir
+
+    key = (epoch.isoformat(), str(os.getpid()))
     path = _TEMPLATES.get(key)
     if path is None or not path.exists():
-        directory = pathlib.Path(tempfile.mkdtemp(prefix="posfault-ledger-template-", dir=workroot))
+        directory = pathlib.Path(tempfile.mkdtemp(prefix="posfault-ledger-template-", dir=_ram_dir()))
         path = directory / "host.db"
         ledger = Ledger.open(str(path), synchronous="OFF")
         host_fixtures.seed(ledger, at=epoch)
@@ -64,6 +84,7 @@ def _ledger_template(epoch: _dt.datetime, workroot: pathlib.Path) -> pathlib.Pat
     return path
 
 
+@functools.cache
 def _merchant_of(tid: str) -> str:
     """The merchant a terminal belongs to, from fixtures/cards/merchants.toml."""
     import tomllib
@@ -90,10 +111,27 @@ class World:
         self._PowerCut = PowerCut
         self.cards = _cards()
         self.mid = _merchant_of(sim.tid)
-        self.ledger_path = str(sim.workdir / "host.db")
-        self.journal_path = str(sim.workdir / "terminal.db")
         self._Ledger = Ledger
-        shutil.copyfile(_ledger_template(sim.epoch, sim.workdir.parent), self.ledger_path)
+        self._flash: list[sqlite3.Connection] = []
+        template = _ledger_template(sim.epoch)
+        if sim.storage == "memory" and not memory_flash_supported():
+            sim._fall_back_to_files()
+        if sim.storage == "memory":
+            tag = f"posfault-sim-{os.getpid()}-{next(_flash_ids)}"
+            self.ledger_path = f"file:{tag}-host?mode=memory&cache=shared"
+            self.journal_path = f"file:{tag}-terminal?mode=memory&cache=shared"
+            # The simulation holds one connection to each database: its "flash" then outlives the
+            # device's own connections (power cycles, host restarts), as a file would.
+            self._flash = [sqlite3.connect(self.ledger_path, uri=True), sqlite3.connect(self.journal_path, uri=True)]
+            source = sqlite3.connect(template)
+            try:
+                source.backup(self._flash[0])
+            finally:
+                source.close()
+        else:
+            self.ledger_path = str(sim.workdir / "host.db")
+            self.journal_path = str(sim.workdir / "terminal.db")
+            shutil.copyfile(template, self.ledger_path)
         self.ledger = Ledger.open(self.ledger_path, synchronous="OFF")
         switches = {k: v for k, v in sim.host_switches.items() if k in HostConfig.__dataclass_fields__}
         unknown = set(sim.host_switches) - set(switches)
@@ -137,6 +175,9 @@ class World:
             self.journal.close()
         with contextlib.suppress(Exception):
             self.ledger.close()
+        for conn in self._flash:   # the in-memory flash is freed with its last connection
+            conn.close()
+        self._flash = []
 
     def power_cut_exception(self, step: str, attempt: Any = None) -> BaseException:
         return self._PowerCut(step, attempt)

@@ -31,7 +31,9 @@ virtual time stands still; avoid them in simulated code.
 from __future__ import annotations
 
 import asyncio
+import asyncio.base_events as _base_events
 import datetime as _dt
+import heapq
 import random
 import selectors
 from collections.abc import Awaitable, Callable, Coroutine
@@ -50,6 +52,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_MIN_SCHEDULED_TIMER_HANDLES = _base_events._MIN_SCHEDULED_TIMER_HANDLES
+_MIN_CANCELLED_FRACTION = _base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
+_MAXIMUM_SELECT_TIMEOUT = _base_events.MAXIMUM_SELECT_TIMEOUT
 
 #: Where simulated business time starts unless told otherwise: a fixed, timezone-naive instant
 #: (terminals and hosts speak local time in fields 7/12/13), far from DST and month ends.
@@ -70,13 +76,18 @@ class _VirtualSelector(selectors.BaseSelector):
     def __init__(self) -> None:
         self._real = selectors.DefaultSelector()
         self.loop: VirtualEventLoop | None = None
+        self.registered = 0   #: file objects watched (1 = only the loop's own wake-up pipe)
 
     # selectors.BaseSelector interface, delegated ------------------------------------------------
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
+        key = self._real.register(fileobj, events, data)
+        self.registered += 1
+        return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
+        key = self._real.unregister(fileobj)
+        self.registered -= 1
+        return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)
@@ -122,9 +133,115 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         # Timers within this much of "now" run together; keep it tiny so ordering stays exact.
         self._clock_resolution = 1e-9
         self.jumps = 0  #: how many times virtual time jumped (a cheap progress/diagnostics figure)
+        self._after_current: list[Callable[[], None]] = []
+        self._in_fast_callback = False
+
+    def skip_idle_until(self, when: float) -> bool:
+        """Move time to ``when`` now, if nothing could run before then anyway; else False.
+
+        True only when no callback is ready, every timer is due strictly after ``when``, and no real
+        file descriptor or executor thread could wake the loop: then ``await asyncio.sleep(when - now)`` would do
+        exactly this, at the cost of a future, a timer and two loop iterations."""
+        if (self._ready or self._after_current or when < self._vtime or self._needs_real_blocking()
+                or self._selector.registered > 1):  # type: ignore[attr-defined]  # real I/O to poll first
+            return False
+        scheduled = self._scheduled
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
+        if scheduled and scheduled[0]._when <= when:
+            return False
+        if when > self._vtime:
+            self._vtime = when
+            self.jumps += 1
+        return True
+
+    def call_after_current(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` right after the callback now running (a task step, a timer), before the
+        other ready callbacks — or on the next turn (``call_soon``) when the loop is not on its
+        in-memory fast path. In-memory channels use it to hand a frame over as soon as its sender
+        yields, without an extra loop iteration, and still after everything the sender did."""
+        if self._in_fast_callback:
+            self._after_current.append(callback)
+        else:
+            self.call_soon(callback)
 
     def time(self) -> float:
         return self._vtime
+
+    def _run_once(self) -> None:
+        """One iteration, as asyncio's, minus what a pure in-memory simulation never needs: no
+        selector poll while callbacks are ready (only the wake-up pipe is registered), and ready
+        handles run inline. With real file descriptors or in debug mode, asyncio's own."""
+        selector = self._selector
+        if self._debug or selector.registered > 1:  # type: ignore[attr-defined]
+            super()._run_once()  # type: ignore[misc]
+            return
+        scheduled = self._scheduled
+        count = len(scheduled)
+        if count > _MIN_SCHEDULED_TIMER_HANDLES and self._timer_cancelled_count / count > _MIN_CANCELLED_FRACTION:
+            kept = []
+            for handle in scheduled:
+                if handle._cancelled:
+                    handle._scheduled = False
+                else:
+                    kept.append(handle)
+            heapq.heapify(kept)
+            self._scheduled = scheduled = kept
+            self._timer_cancelled_count = 0
+        else:
+            while scheduled and scheduled[0]._cancelled:
+                self._timer_cancelled_count -= 1
+                heapq.heappop(scheduled)._scheduled = False
+        ready = self._ready
+        if not ready and not self._stopping:
+            # Nothing runnable: the selector moves virtual time to the next timer (or reports a
+            # deadlock, or blocks for an executor thread's wake-up).
+            timeout = (min(max(0.0, scheduled[0]._when - self._vtime), _MAXIMUM_SELECT_TIMEOUT)
+                       if scheduled else None)
+            self._process_events(selector.select(timeout))
+        end_time = self._vtime + self._clock_resolution
+        while scheduled and scheduled[0]._when < end_time:
+            handle = heapq.heappop(scheduled)
+            handle._scheduled = False
+            ready.append(handle)
+        popleft = ready.popleft
+        after = self._after_current
+        self._in_fast_callback = True
+        try:
+            for _ in range(len(ready)):
+                handle = popleft()
+                if handle._cancelled:
+                    continue
+                try:
+                    handle._context.run(handle._callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:   # what asyncio.Handle._run does
+                    self._callback_failed(handle._callback, exc, handle)
+                while after:
+                    callback = after.pop(0)
+                    try:
+                        callback()
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        self._callback_failed(callback, exc, None)
+        finally:
+            self._in_fast_callback = False
+            if after:   # interrupted (SystemExit...): what is owed runs on the next turn
+                for callback in after:
+                    self.call_soon(callback)
+                after.clear()
+        handle = None  # break cycles when an exception occurred
+
+    def _callback_failed(self, callback: Any, exc: BaseException, handle: Any) -> None:
+        context: dict[str, Any] = {"message": f"Exception in callback {callback!r}", "exception": exc}
+        if handle is not None:
+            context["handle"] = handle
+            if handle._source_traceback:
+                context["source_traceback"] = handle._source_traceback
+        self.call_exception_handler(context)
 
     def advance(self, seconds: float) -> None:
         """Move virtual time forward by ``seconds`` (timers that become due run on the next turn)."""
@@ -167,14 +284,22 @@ class VirtualClock:
     can be handed to a terminal or host before the loop runs.
     """
 
-    __slots__ = ("epoch", "loop")
+    __slots__ = ("_last", "_last_t", "epoch", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, epoch: _dt.datetime = DEFAULT_EPOCH) -> None:
         self.loop = loop
         self.epoch = epoch
+        self._last_t: float | None = None
+        self._last = epoch
 
     def __call__(self) -> _dt.datetime:
-        return self.epoch + _dt.timedelta(seconds=self.loop.time())
+        # Terminal and host read the clock several times per message, mostly at one virtual
+        # instant: the datetime (immutable) is computed once per instant.
+        t = self.loop.time()
+        if t != self._last_t:
+            self._last = self.epoch + _dt.timedelta(seconds=t)
+            self._last_t = t
+        return self._last
 
     def at(self, seconds: float) -> _dt.datetime:
         """The business date-time at loop time ``seconds``."""

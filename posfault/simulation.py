@@ -12,9 +12,9 @@
 
 Everything runs on :class:`posfault.clock.VirtualEventLoop`: a 60 s response timeout or a night until
 T+1 payouts costs microseconds, and the same seed gives the same trace, byte for byte. The terminal
-journal and the host ledger are real SQLite files in a private directory, so power cuts and host
-crashes exercise the same recovery code as on a real device: the terminal is re-created from its
-journal, the host from its ledger.
+journal and the host ledger are real SQLite databases — in memory, owned by the simulation, or as
+files (``storage="files"``) — so power cuts and host crashes exercise the same recovery code as on a
+real device: the terminal is re-created from its journal, the host from its ledger.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import pathlib
 import random
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import faults as _faults
@@ -41,6 +40,23 @@ from .trace import Trace
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / "fixtures"
 CARDS_FILE = FIXTURES / "cards" / "test_cards.toml"
 MERCHANTS_FILE = FIXTURES / "cards" / "merchants.toml"
+
+
+#: ``storage=`` of :class:`Simulation`: the simulated devices' flash.
+#:
+#: * ``"memory"`` (default): journal and ledger are in-memory SQLite databases owned by the
+#:   simulation (shared-cache URIs, held open by the simulation), so they survive the simulated
+#:   power cycles and host crashes exactly like files do — the device reconnects and reads what was
+#:   committed; what was not committed vanishes with the connection.
+#: * ``"files"``: SQLite files (WAL) in a private directory (``workdir``, default a temporary one on
+#:   a RAM-backed file system when there is one): the same code paths as a real device's flash.
+STORAGE = ("memory", "files")
+
+
+def _ram_dir() -> str | None:
+    """A RAM-backed directory for SQLite files when there is one: the same WAL/transaction code paths
+    as on disk, without paying for fsync thousands of times in a campaign."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 class SimulationError(RuntimeError):
@@ -103,19 +119,34 @@ class Faults:
 
 
 # -- results -------------------------------------------------------------------------------------------
-@dataclass
 class RunResult:
-    """What :func:`run_scenario` returns: the verdict, the trace and whether it met the expectation."""
+    """What :func:`run_scenario` returns: the verdict, the trace and whether it met the expectation.
 
-    scenario: Scenario
-    verdict: Verdict
-    trace: list[dict[str, Any]]
-    differences: list[str] = field(default_factory=list)
-    pcap: bytes | None = None
+    ``trace`` (masked, JSON-ready events) is exported on first access: a campaign runs thousands of
+    scenarios and reads only their verdicts."""
+
+    def __init__(self, scenario: Scenario, verdict: Verdict,
+                 trace: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]],
+                 differences: list[str] | None = None, pcap: bytes | None = None) -> None:
+        self.scenario = scenario
+        self.verdict = verdict
+        self._trace = trace
+        self.differences = list(differences or [])
+        self.pcap = pcap
+
+    @property
+    def trace(self) -> list[dict[str, Any]]:
+        if callable(self._trace):
+            self._trace = self._trace()
+        return self._trace
 
     @property
     def matches(self) -> bool:
         return not self.differences
+
+    def __repr__(self) -> str:
+        return (f"RunResult(scenario={self.scenario.name!r}, anomalies={self.verdict.anomaly_kinds}, "
+                f"matches={self.matches})")
 
 
 # -- the simulation ----------------------------------------------------------------------------------
@@ -125,7 +156,12 @@ class Simulation:
     def __init__(self, seed: int = 0, dialect: str = "iso87ascii", terminal_profile: str = "correct", *,
                  host: Mapping[str, Any] | None = None, tid: str = DEFAULT_TID, workdir: str | None = None,
                  epoch: _dt.datetime = DEFAULT_EPOCH, response_timeout: float | None = None,
-                 capture_frames: bool = True, mac: bool = False, customer_gap: float = 15.0) -> None:
+                 capture_frames: bool = True, mac: bool = False, customer_gap: float = 15.0,
+                 storage: str | None = None) -> None:
+        if storage is None:
+            storage = "files" if workdir is not None else "memory"
+        if storage not in STORAGE:
+            raise SimulationError(f"storage must be one of {list(STORAGE)}, got {storage!r}")
         self.seed = seed
         self.dialect = dialect
         self.profile = terminal_profile
@@ -138,31 +174,43 @@ class Simulation:
         self.wire = _make_wire(dialect)
         #: Every event of the run (terminal, host, ledger, network with frame bytes for the pcap).
         self.trace = Trace(loop=self.loop, wire=self.wire, clock=self.clock)
+        self.emit = self.trace.record  # type: ignore[method-assign]   # the hot path: no extra call
         self.capture_frames = capture_frames
         self.faults = Faults(seed)
         self.response_timeout = response_timeout
         self.mac = mac
         self.customer_gap = customer_gap
+        #: Where the terminal journal and the host ledger live (see :data:`STORAGE`).
+        self.storage = storage
         self._tmp = None
-        if workdir is None:
-            # SQLite files on a RAM-backed file system when there is one: the same WAL/transaction
-            # code paths as on disk, without paying for fsync thousands of times in a campaign.
-            shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=shm)
+        if workdir is None and storage == "files":
+            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=_ram_dir())
             workdir = self._tmp.name
-        self.workdir = pathlib.Path(workdir)
+        self.workdir = pathlib.Path(workdir) if workdir is not None else None
         self._armed: dict[str, tuple[str, float]] = {}      # target -> (step, off_for)
-        self._host_tasks: set[asyncio.Task[Any]] = set()
-        self._links: list[tuple[Any, ...]] = []
+        # Tasks serving connections (finished ones are forgotten lazily: a done-callback per task
+        # would cost a loop turn per connection).
+        self._host_tasks: list[asyncio.Task[Any]] = []
+        self._links: list[tuple[Any, ...]] = []   # the connections that may still be open
+        self._connections = 0
+        self._net_sink = _NetSink(self)
         self._host_down = False
         self._closed = False
         self._exported: list[dict[str, Any]] | None = None
+        self._exported_count = -1
         from . import _world  # adapters to the terminal and host packages
 
         self._world = _world.World(self)
         self.terminal = TerminalHandle(self)
         self.host = HostHandle(self)
         self._run(self._world.start())   # start of day: the terminal signs on (working keys)
+
+    def _fall_back_to_files(self) -> None:
+        """This SQLite cannot share an in-memory database by name: use files after all (and say so)."""
+        self.storage = "files"
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="posfault-sim-", dir=_ram_dir())
+            self.workdir = pathlib.Path(self._tmp.name)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> Simulation:
@@ -187,10 +235,11 @@ class Simulation:
             for ch in (term_end, host_end):
                 with contextlib.suppress(Exception):
                     await ch.close()
-        for task in list(self._host_tasks):
+        tasks = [task for task in self._host_tasks if not task.done()]
+        for task in tasks:
             task.cancel()
-        if self._host_tasks:
-            await asyncio.gather(*self._host_tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- time and events -------------------------------------------------------------------------------
     @property
@@ -209,15 +258,18 @@ class Simulation:
         return round((when - self.epoch).total_seconds(), 6)
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        """The event sink handed to terminal and host (CONTRACTS §0): the trace stamps virtual time."""
-        self._exported = None
-        self.trace(dict(event))
+        """The event sink handed to terminal and host (CONTRACTS §0): the trace stamps virtual time.
+
+        (Each instance binds ``emit`` straight to its trace's recorder; this method documents it.)"""
+        self.trace(event)  # type: ignore[arg-type]
 
     def events(self) -> list[dict[str, Any]]:
         """The trace as masked, JSON-ready events (frames decoded to masked fields, no raw bytes),
         with each network message's MTI/STAN and fault named — what the oracle and reports read."""
-        if self._exported is None:
+        count = len(self.trace.events)
+        if self._exported is None or self._exported_count != count:
             self._exported = export_events(self.trace)
+            self._exported_count = count
         return self._exported
 
     def _run(self, coro: Any) -> Any:
@@ -237,16 +289,21 @@ class Simulation:
         if self._host_down:
             self.emit({"actor": "net", "kind": "refused", "detail": "host is down"})
             raise HostDown("simulated host is down (crashed)")
-        number = len(self._links) + 1
+        self._connections += 1
+        number = self._connections
         term_end, host_end, link = _faults.faulty_pipe(
-            self.faults.plan, wire=self.wire, trace=_NetSink(self), name=f"conn{number}")
-        self._links.append((term_end, host_end, link))
+            self.faults.plan, wire=self.wire, trace=self._net_sink, name=f"conn{number}")
+        links = self._links
+        if len(links) >= 32:   # forget connections that are over (crashes and power cuts walk this list)
+            links[:] = [entry for entry in links if not entry[2]._done]
+        links.append((term_end, host_end, link))
         serve = self.loop.create_task(self._world.serve(host_end), name=f"host-conn-{number}")
-        self._host_tasks.add(serve)
-        serve.add_done_callback(self._host_tasks.discard)
+        tasks = self._host_tasks
+        if len(tasks) >= 32:
+            tasks[:] = [task for task in tasks if not task.done()]
+        tasks.append(serve)
         if link._task is not None:
-            self._host_tasks.add(link._task)
-            link._task.add_done_callback(self._host_tasks.discard)
+            tasks.append(link._task)
         return term_end
 
     # -- power and crashes -------------------------------------------------------------------------------
@@ -343,11 +400,19 @@ class TerminalHandle:
     def _txn(self, kind: str, amount: str | int, card: str) -> Any:
         minor = parse_money(amount, f"{kind} amount")
         sim = self._sim
-        if sim.customer_gap > 0:
-            # The next customer steps up: purchases at one counter are never in the same second
-            # (a careful host would rightly take two identical ones as a duplicate).
-            sim.advance(sim.customer_gap)
-        return sim._run(sim._world.transaction(kind, minor, card))
+        # The next customer steps up: purchases at one counter are never in the same second (a
+        # careful host would rightly take two identical ones as a duplicate). One run of the loop
+        # for the wait and the transaction.
+        return sim._run(self._after_gap(sim.customer_gap, sim._world.transaction(kind, minor, card)))
+
+    @staticmethod
+    async def _after_gap(gap: float, transaction: Any) -> Any:
+        if gap > 0:
+            loop = asyncio.get_running_loop()
+            skip = getattr(loop, "skip_idle_until", None)
+            if skip is None or not skip(loop.time() + gap):   # an idle counter costs nothing to wait at
+                await asyncio.sleep(gap)
+        return await transaction
 
     def sale(self, amount: str | int, card: str = "chip-ok") -> Any:
         return self._txn("sale", amount, card)
@@ -436,11 +501,14 @@ class _NetSink:
         self._sim = sim
 
     def __call__(self, event: dict[str, Any]) -> None:
+        self.record_owned(dict(event))
+
+    def record_owned(self, event: dict[str, Any]) -> None:
+        """Links build a fresh dict per event: stored as is (no copy)."""
         sim = self._sim
-        if not sim.capture_frames and event.get("kind") == "deliver":
-            event.pop("wire_bytes", None)
-        sim._exported = None
-        sim.trace(event)
+        if not sim.capture_frames and "wire_bytes" in event and event.get("kind") == "deliver":
+            del event["wire_bytes"]
+        sim.trace.record_owned(event)
 
     def open_connection(self, name: str) -> Any:
         return self._sim.trace.open_connection(name)
@@ -511,4 +579,5 @@ def run_scenario(scenario: Scenario, *, seed: int | None = None, on_sim: Callabl
         if on_sim is not None:
             on_sim(sim)
         pcap = sim.pcap() if capture_frames else None
-        return RunResult(scenario, verdict, sim.events(), scenario.expect.differences(verdict), pcap)
+        trace = sim.trace
+        return RunResult(scenario, verdict, lambda: export_events(trace), scenario.expect.differences(verdict), pcap)

@@ -74,6 +74,11 @@ class Trace:
         self.events: list[dict[str, Any]] = []
         self.connections: list[Connection] = []
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        # A clock that is a pure function of this trace's loop time (the simulation's VirtualClock)
+        # need not be read per event: the business time ``at`` of an event stamped with ``t`` is
+        # ``clock.at(t)``, formatted when the event is exported (and for live listeners).
+        self._at_of: Callable[[float], Any] | None = (
+            getattr(clock, "at", None) if loop is not None and getattr(clock, "loop", None) is loop else None)
 
     def _now(self) -> float:
         loop = self.loop
@@ -86,14 +91,7 @@ class Trace:
 
     def __call__(self, event: dict[str, Any]) -> None:
         """Record ``event`` (a flat dict with at least ``actor`` and ``kind``), stamping ``t``/``seq``."""
-        record = dict(event)
-        record.setdefault("t", self._now())
-        if self.clock is not None and "at" not in record:
-            record["at"] = self.clock().isoformat(timespec="milliseconds")
-        record["seq"] = len(self.events)
-        self.events.append(record)
-        for listener in self._listeners:
-            listener(record)
+        self.record_owned(dict(event))
 
     record = __call__
 
@@ -102,18 +100,28 @@ class Trace:
         that build a fresh dict per event, such as the fault links on the hot path."""
         if "t" not in event:
             loop = self.loop
-            if loop is None:
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:
-                    loop = None
-            event["t"] = loop.time() if loop is not None else 0.0
-        if self.clock is not None and "at" not in event:
+            event["t"] = loop.time() if loop is not None else self._now()
+            if self._at_of is None and self.clock is not None and "at" not in event:
+                event["at"] = self.clock().isoformat(timespec="milliseconds")
+        elif self.clock is not None and "at" not in event:
             event["at"] = self.clock().isoformat(timespec="milliseconds")
-        event["seq"] = len(self.events)
-        self.events.append(event)
-        for listener in self._listeners:
-            listener(event)
+        events = self.events
+        event["seq"] = len(events)
+        events.append(event)
+        if self._listeners:
+            if self._at_of is not None and "at" not in event:
+                event = self._with_at(event)
+            for listener in self._listeners:
+                listener(event)
+
+    def _with_at(self, event: dict[str, Any]) -> dict[str, Any]:
+        """``event`` with its business time ``at`` filled in (placed right after ``t``)."""
+        out: dict[str, Any] = {}
+        for key, value in event.items():
+            out[key] = value
+            if key == "t":
+                out["at"] = self._at_of(value).isoformat(timespec="milliseconds")  # type: ignore[misc]
+        return out
 
     def sink(self, actor: str, **extra: Any) -> Callable[[dict[str, Any]], None]:
         """An ``events`` callable that fills in ``actor`` (and any ``extra`` keys) when missing."""
@@ -146,6 +154,8 @@ class Trace:
     # -- export ------------------------------------------------------------------------------------
     def export_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """The masked, JSON-ready form of one event."""
+        if self._at_of is not None and "at" not in event:
+            event = self._with_at(event)
         out: dict[str, Any] = {}
         for key, value in event.items():
             if key in _BYTES_KEYS:

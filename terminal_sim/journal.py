@@ -36,7 +36,7 @@ from iso8583.message import Message
 
 from .errors import TerminalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: receipts clustered by attempt, no indexes written by a sale (1 migrates)
 
 #: Fields never written to the journal: track data, PIN block, security control, MACs.
 _NOT_STORED = frozenset({35, 36, 45, 52, 53, 64, 128})
@@ -86,9 +86,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     advice_tries INTEGER NOT NULL DEFAULT 0,
     advice_at REAL
 );
-CREATE INDEX IF NOT EXISTS attempts_reversal ON attempts(id) WHERE reversal IN ('armed', 'pending');
+-- Only indexes that a sale does not write: every index an online sale touches is one more page
+-- per commit. Open reversals and the current batch's first attempt are tracked by the Journal
+-- object itself (one writer), see Journal.__init__.
 CREATE INDEX IF NOT EXISTS attempts_advice ON attempts(id) WHERE advice = 'pending';
-CREATE INDEX IF NOT EXISTS attempts_batch ON attempts(batch);
+DROP INDEX IF EXISTS attempts_reversal;
+DROP INDEX IF EXISTS attempts_batch;
 CREATE TABLE IF NOT EXISTS requests (   -- further requests of an attempt (retransmissions)
     attempt INTEGER NOT NULL,
     mti TEXT NOT NULL,
@@ -99,15 +102,15 @@ CREATE TABLE IF NOT EXISTS requests (   -- further requests of an attempt (retra
     stan_seq INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS requests_attempt ON requests(attempt);
-CREATE TABLE IF NOT EXISTS receipts (
-    id INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS receipts (   -- clustered by attempt: one page written per print
     attempt INTEGER NOT NULL,
+    id INTEGER NOT NULL,            -- order of the print among all prints
     copy TEXT NOT NULL,             -- original | reprint | recovery
     status TEXT NOT NULL,           -- printed | paper_out | jam
     outcome TEXT,                   -- what the receipt says (approved / declined)
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS receipts_attempt ON receipts(attempt);
+    at REAL NOT NULL,
+    PRIMARY KEY (attempt, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settlements (
     id INTEGER PRIMARY KEY,
     batch INTEGER NOT NULL,
@@ -121,14 +124,21 @@ CREATE TABLE IF NOT EXISTS settlements (
 """
 
 
+_FIELD_KEYS = {n: str(n) for n in range(193)}
+# One encoder for every request: json.dumps(..., separators=...) would build a new one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
 def encode_fields(msg: Message) -> str:
     """A request as JSON for the journal, without track data, PIN block or MAC."""
     out: dict[str, Any] = {"mti": msg.mti}
+    keys, skip = _FIELD_KEYS, _NOT_STORED
     for number, value in msg.fields.items():
-        if number in _NOT_STORED:
+        if number in skip:
             continue
-        out[str(number)] = {"$b": value.hex()} if isinstance(value, (bytes, bytearray)) else value
-    return json.dumps(out, separators=(",", ":"))
+        out[keys.get(number) or str(number)] = value if value.__class__ is str else (
+            {"$b": value.hex()} if isinstance(value, (bytes, bytearray)) else value)
+    return _dumps(out)
 
 
 def decode_fields(text: str) -> Message:
@@ -214,23 +224,32 @@ _memory_ids = itertools.count(1)
 class Journal:
     """The terminal's persistent memory. One instance per open connection; see :meth:`reopen`.
 
-    Hot-path steps are a single SQL statement each (atomic on their own in autocommit mode);
-    multi-statement steps run in one explicit transaction. A single writer is assumed: one
-    terminal owns its journal.
+    Each step of a sale is a single SQL statement (atomic on its own in autocommit mode) that
+    writes as few pages as possible: an online sale is three commits (attempt + armed reversal
+    before sending, outcome + receipt text before printing, the print after printing) and no
+    index is written by any of them. What indexes would otherwise give — which attempts have an
+    open reversal, where the current batch starts — the Journal keeps in memory, which is sound
+    because one terminal owns its journal (one writer; a file journal is opened with an
+    exclusive lock unless ``exclusive=False``) and both are rebuilt from the tables on open.
+    Multi-statement steps run in one explicit transaction.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: str, uri: bool, synchronous: str = "NORMAL") -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, uri: bool, synchronous: str = "NORMAL",
+                 exclusive: bool = True) -> None:
         self._conn = conn
         self.path = path
         self._uri = uri
         self._synchronous = synchronous
+        self._exclusive = exclusive
         conn.executescript(_SCHEMA)
         row = conn.execute("SELECT schema_version, stan, batch, stan_seq FROM meta WHERE id = 1").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (id, schema_version, stan, batch) VALUES (1, ?, 0, 1)",
                          (SCHEMA_VERSION,))
             row = (SCHEMA_VERSION, 0, 1, 0)
-        if row[0] != SCHEMA_VERSION:
+        if row[0] == 1:
+            _migrate_v1(conn)
+        elif row[0] != SCHEMA_VERSION:
             raise TerminalError(f"journal {path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
         self._batch: int = row[2]
         # The last STAN used is whichever use came last: a non-attempt message (meta), an attempt's
@@ -242,13 +261,19 @@ class Journal:
             if found is not None:
                 candidates.append((found[0], int(found[1]) if str(found[1]).isdigit() else 0))
         self._seq, self._stan = max(candidates)
-        self._maybe_reversals = True   # cleared when a query finds none, set by any write that adds one
-        self._maybe_advices = True
+        # Attempts whose reversal is armed or pending: a superset of the truth (added before the
+        # write that may arm one, removed after the write that closes one), so the queries below
+        # that read the real state by id never miss one.
+        self._open_reversals: set[int] = {
+            r[0] for r in conn.execute("SELECT id FROM attempts WHERE reversal IN ('armed', 'pending')")}
+        self._maybe_advices = True     # cleared when a query finds none, set by any write that adds one
+        (self._receipt_seq,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM receipts").fetchone()
+        self._batch_first = self._find_batch_first()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | pathlib.Path = ":memory:", *, durable: bool = False,
-             synchronous: str | None = None) -> Journal:
+             synchronous: str | None = None, exclusive: bool = True) -> Journal:
         """Open (creating if needed) a journal.
 
         ``":memory:"`` becomes a private shared-cache in-memory database so that :meth:`reopen`
@@ -256,6 +281,10 @@ class Journal:
         ``durable=True`` makes every commit survive an OS crash too (synchronous=FULL); the default
         (NORMAL) survives the process dying at any point. ``synchronous="OFF"`` is for simulations,
         where power cuts are simulated inside one process and the OS never crashes.
+
+        A file journal belongs to one terminal: it is locked exclusively while open (no lock
+        traffic per commit, about a third of each commit's cost). ``exclusive=False`` lets other
+        processes read it meanwhile (e.g. the ``sqlite3`` shell on a live terminal's journal).
         """
         text = str(path)
         uri = False
@@ -267,13 +296,21 @@ class Journal:
         sync = synchronous or ("FULL" if durable else "NORMAL")
         if sync.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise TerminalError(f"journal synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
-        return cls(cls._connect(text, uri, sync.upper()), text, uri, sync.upper())
+        try:
+            return cls(cls._connect(text, uri, sync.upper(), exclusive), text, uri, sync.upper(), exclusive)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise TerminalError(f"journal {text} is in use by another terminal (a journal is opened "
+                                    "exclusively; Journal.open(..., exclusive=False) shares it)") from None
+            raise
 
     @staticmethod
-    def _connect(path: str, uri: bool, synchronous: str) -> sqlite3.Connection:
+    def _connect(path: str, uri: bool, synchronous: str, exclusive: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False,
                                cached_statements=256)
         if "mode=memory" not in path:
+            if exclusive:   # before WAL is entered: the WAL index then lives in process memory
+                conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous}")
         return conn
@@ -282,10 +319,16 @@ class Journal:
         """What a power cycle does: a fresh connection to the same database, the old one closed.
 
         Nothing uncommitted survives (there never is anything: every step is one transaction).
+        A file is closed first (it is locked exclusively); an in-memory journal is reopened
+        first (it lives only as long as a connection to it does).
         """
-        conn = self._connect(self.path, self._uri, self._synchronous)
-        fresh = Journal(conn, self.path, self._uri, self._synchronous)
-        self._conn.close()
+        memory = "mode=memory" in self.path
+        if not memory:
+            self._conn.close()
+        conn = self._connect(self.path, self._uri, self._synchronous, self._exclusive)
+        fresh = Journal(conn, self.path, self._uri, self._synchronous, self._exclusive)
+        if memory:
+            self._conn.close()
         return fresh
 
     def close(self) -> None:
@@ -336,8 +379,16 @@ class Journal:
     def save_keys(self, keys: str, at: float, batch: int | None = None) -> None:
         self._conn.execute("UPDATE meta SET keys = ?, keys_at = ?, batch = COALESCE(?, batch) WHERE id = 1",
                            (keys, at, batch))
-        if batch is not None:
+        if batch is not None and batch != self._batch:
             self._batch = batch
+            self._batch_first = self._find_batch_first()
+
+    def _find_batch_first(self) -> int:
+        """A lower bound of the ids of the current batch's attempts (batch queries scan from it)."""
+        row = self._conn.execute("SELECT MIN(id) FROM attempts WHERE batch = ?", (self._batch,)).fetchone()
+        if row[0] is not None:
+            return int(row[0])
+        return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM attempts").fetchone()[0])
 
     def keys(self) -> str | None:
         row = self._conn.execute("SELECT keys FROM meta WHERE id = 1").fetchone()
@@ -346,23 +397,28 @@ class Journal:
     # -- attempt steps (each atomic) ------------------------------------------------------------
     def begin_attempt(self, *, tid: str, kind: str, amount: int, pan: str, entry: str, request: Message,
                       at: float, arm_reversal: bool, mode: str = "online", original: int | None = None,
-                      advice: bool = False, sent: bool = True) -> int:
+                      advice: bool = False, sent: bool = True, masked: str | None = None) -> int:
         """Record the attempt, its request and STAN and (if asked) arm its reversal — one statement.
 
         Must be called before the request leaves; ``sent=False`` records an attempt refused
-        before anything was sent (no STAN is used then).
+        before anything was sent (no STAN is used then). ``masked`` is the PAN already masked,
+        when the caller has it.
         """
-        stan = str(request.get(11, ""))
+        fields = request.fields
+        stan = str(fields.get(11, ""))
         seq = self._take_stan(stan) if sent else None
         cur = self._conn.execute(
             "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan,"
             " f7, req_batch, stan_seq, request, reversal, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (tid, kind, mode, amount, mask_pan(pan) if pan else "", entry, self._batch, original, at, request.mti,
-             stan, str(request.get(7, "")), _batch_of(request, self._batch), seq, encode_fields(request),
-             "armed" if arm_reversal else "none", "pending" if advice else "none"))
+            (tid, kind, mode, amount, masked if masked is not None else (mask_pan(pan) if pan else ""), entry,
+             self._batch, original, at, request.mti, stan, str(fields.get(7, "")), _batch_of(request, self._batch),
+             seq, encode_fields(request), "armed" if arm_reversal else "none", "pending" if advice else "none"))
+        attempt = int(cur.lastrowid or 0)
+        if arm_reversal:
+            self._open_reversals.add(attempt)
         if advice:
             self._maybe_advices = True
-        return int(cur.lastrowid or 0)
+        return attempt
 
     def begin_local(self, *, tid: str, kind: str, amount: int, pan: str, entry: str, request: Message, at: float,
                     mode: str, original: int | None, receipt: str, auth_code: str | None) -> int:
@@ -384,6 +440,8 @@ class Journal:
         """A further request for the same attempt (a retransmission, possibly under a new STAN)."""
         stan = str(request.get(11, ""))
         seq = self._take_stan(stan) or 0
+        if arm_reversal:
+            self._open_reversals.add(attempt)
         with self._tx() as c:
             c.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?)",
                       (attempt, request.mti, stan, str(request.get(7, "")), _batch_of(request, self._batch), at,
@@ -408,24 +466,29 @@ class Journal:
         args = (outcome, rc, auth_code, rrn, detail, at, int(in_batch), receipt, reversal, reversal_reason,
                 encode_fields(request) if request is not None else None, attempt)
         if reversal == "pending":
-            self._maybe_reversals = True
+            self._open_reversals.add(attempt)
         if void_original is None:
             self._conn.execute(sql, args)
-            return
-        with self._tx() as c:
-            c.execute(sql, args)
-            c.execute("UPDATE attempts SET voided = 1, in_batch = 0 WHERE id = ?", (void_original,))
+        else:
+            with self._tx() as c:
+                c.execute(sql, args)
+                c.execute("UPDATE attempts SET voided = 1, in_batch = 0 WHERE id = ?", (void_original,))
+        if reversal is not None and reversal not in ("armed", "pending"):
+            self._open_reversals.discard(attempt)
 
     def set_reversal(self, attempt: int, state: str, *, reason: str | None = None, at: float | None = None,
                      request: Message | None = None) -> None:
         """Move a reversal to ``state`` (pending / acked / cleared); ``request`` stores the original
         when it was not persisted before sending (the faulty profile's late write)."""
-        if state == "pending":
-            self._maybe_reversals = True
+        opens = state in ("armed", "pending")
+        if opens:
+            self._open_reversals.add(attempt)
         self._conn.execute(
             "UPDATE attempts SET reversal = ?, reversal_reason = COALESCE(?, reversal_reason),"
             " reversal_at = COALESCE(?, reversal_at), request = COALESCE(?, request) WHERE id = ?",
             (state, reason, at, encode_fields(request) if request is not None else None, attempt))
+        if not opens:
+            self._open_reversals.discard(attempt)
 
     def reversal_try(self, attempt: int, at: float) -> int:
         """Count one transmission of a reversal (before it leaves); returns the try number."""
@@ -446,8 +509,10 @@ class Journal:
 
     def receipt_printed(self, attempt: int, *, copy: str, status: str, outcome: str | None, at: float) -> None:
         """Record one print (or failed print: ``status`` is the fault) of a receipt for ``attempt``."""
-        self._conn.execute("INSERT INTO receipts (attempt, copy, status, outcome, at) VALUES (?,?,?,?,?)",
-                           (attempt, copy, status, outcome, at))
+        seq = self._receipt_seq + 1
+        self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at) VALUES (?,?,?,?,?,?)",
+                           (attempt, seq, copy, status, outcome, at))
+        self._receipt_seq = seq
 
     def recover_undecided(self, at: float, *, reason: str) -> list[int]:
         """Power-up: attempts interrupted before their outcome was committed are shown as failed,
@@ -462,26 +527,32 @@ class Journal:
                     " WHERE outcome IS NULL", (at, reason))
             c.execute("UPDATE attempts SET reversal = 'pending', reversal_reason = COALESCE(reversal_reason, ?)"
                       " WHERE reversal = 'armed'", (reason,))
-        self._maybe_reversals = True
         return ids
 
     # -- queries -------------------------------------------------------------------------------
+    def _reversal_rows(self) -> list[tuple[Any, ...]]:
+        """(id, request, reversal, reason, tries) of the attempts that may have an open reversal."""
+        if not self._open_reversals:
+            return []
+        ids = sorted(self._open_reversals)
+        columns = "SELECT id, request, reversal, reversal_reason, reversal_tries FROM attempts"
+        if len(ids) <= 200:   # by id (the usual case: a handful)
+            rows = self._conn.execute(f"{columns} WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id",
+                                      ids).fetchall()
+        else:                 # one scan beats a statement with thousands of parameters
+            rows = self._conn.execute(f"{columns} WHERE reversal IN ('armed', 'pending') ORDER BY id").fetchall()
+        still = {r[0] for r in rows if r[2] in ("armed", "pending")}
+        self._open_reversals.intersection_update(still)
+        return [r for r in rows if r[0] in still]
+
     def pending_reversals(self) -> list[PendingMessage]:
         """Reversals the terminal has decided to send and that are not yet acknowledged."""
-        if not self._maybe_reversals:
-            return []
-        rows = self._conn.execute(
-            "SELECT id, request, reversal, reversal_reason, reversal_tries FROM attempts"
-            " WHERE reversal IN ('armed', 'pending') ORDER BY id").fetchall()
-        out = [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in rows
-               if r[1] and r[2] == "pending"]
-        if not out:
-            self._maybe_reversals = False
-        return out
+        return [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in self._reversal_rows()
+                if r[1] and r[2] == "pending"]
 
     def armed_reversals(self) -> list[int]:
         """Attempts whose request may be on the wire right now (reversal armed, no answer yet)."""
-        return [r[0] for r in self._conn.execute("SELECT id FROM attempts WHERE reversal = 'armed' ORDER BY id")]
+        return [r[0] for r in self._reversal_rows() if r[2] == "armed"]
 
     def pending_advices(self) -> list[PendingMessage]:
         if not self._maybe_advices:
@@ -521,9 +592,11 @@ class Journal:
 
     def batch_transactions(self, batch: int | None = None) -> list[tuple[int, str, str, int, Message, str]]:
         """(attempt, kind, mode, amount, request, advice state) of everything in ``batch``'s totals."""
+        current = batch is None or batch == self._batch
         rows = self._conn.execute(
-            "SELECT id, kind, mode, amount, request, advice FROM attempts WHERE batch = ? AND in_batch = 1"
-            " AND settled = 0 ORDER BY id", (self._batch if batch is None else batch,)).fetchall()
+            "SELECT id, kind, mode, amount, request, advice FROM attempts WHERE id >= ? AND batch = ?"
+            " AND in_batch = 1 AND settled = 0 ORDER BY id",
+            (self._batch_first if current else 0, self._batch if batch is None else batch)).fetchall()
         return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]), decode_fields(r[4]), str(r[5])) for r in rows]
 
     def record_settlement(self, *, batch: int, totals: tuple[int, int, int, int], rc: str | None,
@@ -540,13 +613,15 @@ class Journal:
         discards advices that never reached the host.
         """
         new = batch + 1 if batch < 999999 else 1
+        first = self._batch_first if batch == self._batch else 0
         with self._tx() as c:
-            c.execute("UPDATE attempts SET settled = 1 WHERE batch = ? AND in_batch = 1", (batch,))
+            c.execute("UPDATE attempts SET settled = 1 WHERE id >= ? AND batch = ? AND in_batch = 1", (first, batch))
             if drop_advices:
                 c.execute("UPDATE attempts SET advice = 'dropped', advice_at = ? WHERE advice = 'pending'", (at,))
             c.execute("UPDATE settlements SET closed = 1 WHERE batch = ?", (batch,))
             c.execute("UPDATE meta SET batch = ? WHERE id = 1", (new,))
         self._batch = new
+        self._batch_first = self._find_batch_first()
         return new
 
     def settlements(self) -> list[dict[str, Any]]:
@@ -570,7 +645,7 @@ class Journal:
         prints: dict[int, list[Any]] = {}
         for a, outcome, at in self._conn.execute(
                 "SELECT attempt, outcome, at FROM receipts WHERE status = 'printed' "
-                + ("AND attempt = ? " if only is not None else "") + "ORDER BY id", args):
+                + ("AND attempt = ? " if only is not None else "") + "ORDER BY attempt, id", args):
             seen = prints.get(a)
             if seen is None:
                 prints[a] = [at, outcome, 1]
@@ -590,6 +665,25 @@ class Journal:
                 advice_acked_at=r[20] if r[18] == "acked" else None, batch=r[21], in_batch=bool(r[22]),
                 settled=bool(r[23]), voided=bool(r[24]), original=r[25]))
         return out
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: receipts become a table clustered by attempt (the old rowid keeps the order)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        layout = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'receipts'").fetchone()
+        if layout is not None and "WITHOUT ROWID" not in str(layout[0]).upper():
+            conn.execute("ALTER TABLE receipts RENAME TO receipts_v1")
+            conn.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS receipts"):
+                                 _SCHEMA.index("CREATE TABLE IF NOT EXISTS settlements")])
+            conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
+                         " SELECT attempt, id, copy, status, outcome, at FROM receipts_v1")
+            conn.execute("DROP TABLE receipts_v1")
+        conn.execute("UPDATE meta SET schema_version = ? WHERE id = 1", (SCHEMA_VERSION,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _batch_of(request: Message, default: int) -> str:

@@ -17,6 +17,8 @@ from iso8583.transactions import Family, family_of
 
 from .errors import TerminalError
 
+_MAC_PLACEHOLDER = bytes(8)
+
 
 class LinkError(Exception):
     """A frame that cannot be decoded (the terminal treats it as a malformed response)."""
@@ -27,41 +29,8 @@ class WireLink(Protocol):
 
     def supports(self, field: int) -> bool: ...
     def field_size(self, field: int) -> int | None: ...
-    def pack(self, msg: Message, keys: Any | None) -> bytes:
-        if keys is None:
-            return self.wire.pack(msg)
-        size = self._f64_size
-        if size is None or any(n > 64 for n in msg.fields):
-            return self.wire.pack(self._mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm))
-        work = msg.copy()
-        work.fields[64] = b"\0" * 8
-        body = self._encode(work, self.spec)
-        head = body[:-size]
-        code = self._mac.compute(self._mac_algorithm, keys.mac_key, head)
-        body = head + self._f64.encode(code)
-        envelope = self.wire.envelope
-        return envelope.build() + body if envelope is not None else body
-
-    def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]:
-        from iso8583.errors import ISO8583Error
-
-        try:
-            msg, _envelope = self.wire.unpack(frame)
-        except ISO8583Error as exc:
-            raise LinkError(str(exc)) from None
-        if keys is None or (64 not in msg and 128 not in msg):
-            return msg, None
-        received = msg.get(64)
-        size = self._f64_size
-        try:
-            if size is None or 128 in msg or any(n > 64 for n in msg.fields) or not isinstance(received, bytes):
-                return msg, bool(self._mac.verify(frame[self._env_size:], self.spec, keys.mac_key,
-                                                  self._mac_algorithm))
-            code = self._mac.compute(self._mac_algorithm, keys.mac_key, frame[self._env_size:len(frame) - size])
-        except ISO8583Error:
-            return msg, False
-        return msg, hmac.compare_digest(code, received)
-
+    def pack(self, msg: Message, keys: Any | None) -> bytes: ...
+    def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]: ...
     def unwrap_keys(self, field62: Any) -> Any: ...
     def pin_block(self, pin: str, pan: str, keys: Any) -> bytes: ...
 
@@ -85,8 +54,7 @@ class Link:
                                 " (iso87ascii, iso87binary, unionpay_pos)")
         self.wire = _wire(dialect)
         self.family: Family = family_of(self.spec if hasattr(self.spec, "family") else dialect)
-        self._fields = set(self.spec.fields)
-        self._sizes = {n: getattr(f, "max", None) for n, f in self.spec.fields.items()}
+        self._fields, self._sizes, self.unsupported = _tables(dialect)
         self._tmk = tmk
         from iso8583 import encode
         from iso8583.security import mac
@@ -97,6 +65,13 @@ class Link:
         self._pin_format = pin_format
         self._rng = rng
         self._env_size = self.wire.envelope.size if self.wire.envelope is not None else 0
+        # The terminal always sends the dialect's default envelope (TPDU / application header):
+        # built once, not per message. Received envelopes are skipped, not parsed: the terminal
+        # does not act on them, and parsing one costs more than decoding the message.
+        self._env_bytes = _envelope_bytes(dialect)
+        from iso8583 import decode
+
+        self._decode = decode
         f64 = self.spec.fields.get(64)
         self._f64 = f64
         self._f64_size = len(f64.encode(b"\0" * 8)) if f64 is not None and getattr(f64, "max", 0) == 8 else None
@@ -109,27 +84,42 @@ class Link:
         return self._sizes.get(field)
 
     def pack(self, msg: Message, keys: Any | None) -> bytes:
-        from iso8583.security import mac
-
-        if keys is not None:
-            msg = mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm)
-        return self.wire.pack(msg)
+        if keys is None:
+            return self._env_bytes + self._encode(msg, self.spec)
+        size = self._f64_size
+        if size is None or any(n > 64 for n in msg.fields):
+            stamped = self._mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm)
+            return self._env_bytes + self._encode(stamped, self.spec)
+        work = Message(msg.mti)                      # the encoder only reads: a shallow copy is enough
+        work.fields = {**msg.fields, 64: _MAC_PLACEHOLDER}
+        body = self._encode(work, self.spec)
+        head = body[:-size]
+        code = self._mac.compute(self._mac_algorithm, keys.mac_key, head)
+        return self._env_bytes + head + self._f64.encode(code)
 
     def unpack(self, frame: bytes, keys: Any | None) -> tuple[Message, bool | None]:
         from iso8583.errors import ISO8583Error
-        from iso8583.security import mac
 
+        env_size = self._env_size
+        if len(frame) < env_size:
+            raise LinkError(f"frame of {len(frame)} bytes is shorter than its {env_size}-byte "
+                            "TPDU/application header")
         try:
-            msg, _envelope = self.wire.unpack(frame)
+            msg = self._decode(frame[env_size:] if env_size else frame, self.spec)
         except ISO8583Error as exc:
             raise LinkError(str(exc)) from None
         if keys is None or (64 not in msg and 128 not in msg):
             return msg, None
+        received = msg.get(64)
+        size = self._f64_size
         try:
-            ok = bool(mac.verify(msg, self.spec, keys.mac_key, self._mac_algorithm))
+            if size is None or 128 in msg or any(n > 64 for n in msg.fields) or not isinstance(received, bytes):
+                return msg, bool(self._mac.verify(frame[self._env_size:], self.spec, keys.mac_key,
+                                                  self._mac_algorithm))
+            code = self._mac.compute(self._mac_algorithm, keys.mac_key, frame[self._env_size:len(frame) - size])
         except ISO8583Error:
-            ok = False
-        return msg, ok
+            return msg, False
+        return msg, hmac.compare_digest(code, received)
 
     def unwrap_keys(self, field62: Any) -> Any:
         from iso8583.security import keys
@@ -161,6 +151,21 @@ def _load_spec(dialect: str) -> Any:
     from iso8583 import load_spec
 
     return load_spec(dialect)
+
+
+@functools.lru_cache(maxsize=32)
+def _tables(dialect: str) -> tuple[frozenset[int], dict[int, int | None], frozenset[int]]:
+    """(field numbers, their maximum lengths, the numbers 2..192 the dialect lacks) — per dialect, so
+    that building a Link (after every simulated power cut) costs no per-field work."""
+    fields = _load_spec(dialect).fields
+    numbers = frozenset(fields)
+    return numbers, {n: getattr(f, "max", None) for n, f in fields.items()}, frozenset(range(2, 193)) - numbers
+
+
+@functools.lru_cache(maxsize=32)
+def _envelope_bytes(dialect: str) -> bytes:
+    envelope = _wire(dialect).envelope
+    return envelope.build() if envelope is not None else b""
 
 
 @functools.lru_cache(maxsize=32)

@@ -75,18 +75,14 @@ def format_receipt(*, merchant: str, mid: str, tid: str, kind: str, amount: int,
                    entry: str, stan: str, batch: int, rc: str | None, auth_code: str | None, rrn: str | None,
                    when: str, outcome: str, offline: bool = False) -> str:
     """The receipt text (card already masked). Amounts are minor units shown with two decimals."""
-    title = {"sale": "SALE", "void": "VOID", "refund": "REFUND", "preauth": "PRE-AUTH",
-             "completion": "PRE-AUTH COMPLETION", "balance": "BALANCE"}.get(kind, kind.upper())
+    title = _TITLES.get(kind) or kind.upper()
     sign = "-" if kind in ("void", "refund") else ""
-    lines = [
-        merchant,
-        f"MID {mid}  TID {tid}",
-        f"{title}{' (OFFLINE)' if offline else ''}",
-        f"CARD {card} ({entry})",
-        f"BATCH {batch:06d}  TRACE {stan}",
-        f"DATE {when}",
-        f"REF {rrn or '-'}  AUTH {auth_code or '-'}",
-        f"AMOUNT {currency} {sign}{amount // 100}.{amount % 100:02d}",
-        f"RESULT {outcome.upper()} ({rc_text(rc) if rc else 'offline'})",
-    ]
-    return "\n".join(lines)
+    return (f"{merchant}\nMID {mid}  TID {tid}\n{title}{' (OFFLINE)' if offline else ''}\n"
+            f"CARD {card} ({entry})\nBATCH {batch:06d}  TRACE {stan}\nDATE {when}\n"
+            f"REF {rrn or '-'}  AUTH {auth_code or '-'}\n"
+            f"AMOUNT {currency} {sign}{amount // 100}.{amount % 100:02d}\n"
+            f"RESULT {outcome.upper()} ({rc_text(rc) if rc else 'offline'})")
+
+
+_TITLES = {"sale": "SALE", "void": "VOID", "refund": "REFUND", "preauth": "PRE-AUTH",
+           "completion": "PRE-AUTH COMPLETION", "balance": "BALANCE"}

@@ -143,6 +143,10 @@ class Terminal:
         self.family = link.family
         size = getattr(link, "field_size", None)
         self._f12_size = size(12) if size is not None else None
+        # Field numbers the dialect lacks, when the link says (the real Link has them per dialect);
+        # otherwise requests are filtered with link.supports().
+        self._unsupported: frozenset[int] | None = getattr(link, "unsupported", None)
+        self._bases: dict[tuple[TxnType, int], tuple[str, dict[int, Any]]] = {}
         self._keys: Any = None
         stored = journal.keys()
         if stored:
@@ -155,7 +159,9 @@ class Terminal:
     def _emit(self, kind: str, **fields: Any) -> None:
         if self.events is not None:
             event = {"actor": "terminal", "kind": kind, "tid": self.config.tid}
-            event.update((k, v) for k, v in fields.items() if v is not None)
+            for k, v in fields.items():
+                if v is not None:
+                    event[k] = v
             self.events(event)
 
     @staticmethod
@@ -165,7 +171,7 @@ class Terminal:
     async def _step(self, step: str, attempt: int) -> None:
         if self.on_step is not None:
             result = self.on_step(step, attempt)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
 
     async def _open(self) -> Any | None:
@@ -248,39 +254,65 @@ class Terminal:
     def _allocate_stan(self) -> str:
         return format_stan(self.journal.next_stan)
 
-    def _stamp_times(self, fields: dict[int, Any]) -> None:
-        now = self.clock()
+    def _stamp_times(self, fields: dict[int, Any], now: _dt.datetime | None = None) -> None:
+        if now is None:
+            now = self.clock()
+        # One formatting for fields 7 (MMDDhhmmss), 12 (hhmmss) and 13 (MMDD); %-formatting of the
+        # parts is about three times cheaper than strftime and twice cheaper than an f-string.
+        stamp = "%02d%02d%02d%02d%02d" % (now.month, now.day, now.hour, now.minute, now.second)  # noqa: UP031
         if self._f12_size == 12:   # ISO 8583:1993: field 12 is YYMMDDhhmmss, field 13 is not a date
-            stamp = now.strftime("%y%m%d%H%M%S")
-            fields[12] = stamp
+            fields[12] = f"{now.year % 100:02d}{stamp}"
             if self.family == "iso87":
-                fields[7] = stamp[2:]
+                fields[7] = stamp
             return
-        stamp = now.strftime("%m%d%H%M%S")   # one strftime: fields 7 (MMDDhhmmss), 12 (hhmmss), 13 (MMDD)
         if self.family == "iso87":
             fields[7] = stamp
         fields[12] = stamp[4:]
         fields[13] = stamp[:4]
 
     def _filter(self, fields: dict[int, Any]) -> dict[int, Any]:
-        supports = self.link.supports
-        return {n: v for n, v in fields.items() if supports(n)}
+        """``fields`` without the ones the dialect does not have (in place: callers pass their own)."""
+        unsupported = self._unsupported
+        if unsupported is None:
+            supports = self.link.supports
+            return {n: v for n, v in fields.items() if supports(n)}
+        if not unsupported.isdisjoint(fields):
+            for n in unsupported.intersection(fields):
+                del fields[n]
+        return fields
 
     def _batch_text(self) -> str:
         return f"{self.journal.batch:06d}"
 
-    def _card_fields(self, card: Card, amount: int, pin: str | None) -> dict[int, Any]:
+    def _request_base(self, txn: TxnType) -> tuple[str, dict[int, Any]]:
+        """``request_base`` for this terminal's family and open batch, from a small per-terminal
+        cache (the template is rebuilt only when the batch changes); a fresh dict every call."""
+        batch = self.journal.batch
+        found = self._bases.get((txn, batch))
+        if found is None:
+            if len(self._bases) > 64:
+                self._bases.clear()
+            found = self._bases[(txn, batch)] = request_base(txn, self.family, batch=f"{batch:06d}")
+        mti, template = found
+        fields = dict(template)
+        f60 = fields.get(60)
+        if f60.__class__ is dict:       # UnionPay composite field 60: callers may change subfields
+            fields[60] = dict(f60)
+        return mti, fields
+
+    def _card_fields(self, card: Card, amount: int, pin: str | None,
+                     now: _dt.datetime | None = None) -> dict[int, Any]:
         fields: dict[int, Any] = {2: card.pan, 14: card.expiry, 22: ENTRY_MODE[card.entry]}
         if card.entry == "magstripe":
             fields[35] = card.track2
         else:
             fields[23] = card.card_seq
-            fields[55] = self._icc_data(card, amount)
+            fields[55] = self._icc_data(card, amount, now)
         if pin:
             fields[52] = self.link.pin_block(pin, card.pan, self._keys)
         return fields
 
-    def _icc_data(self, card: Card, amount: int) -> bytes:
+    def _icc_data(self, card: Card, amount: int, now: _dt.datetime | None = None) -> bytes:
         """Field 55 for this transaction: the card's EMV data with the terminal-supplied tags of
         *this* transaction — amount (9F02), date (9A), unpredictable number (9F37) — patched in
         place (their lengths are fixed), so the hot path does no TLV re-encoding."""
@@ -290,10 +322,18 @@ class Terminal:
         if not slots:
             return card.emv
         data = bytearray(card.emv)
-        values = {"9F02": bytes.fromhex(f"{amount:012d}"), "9A": bytes.fromhex(self.clock().strftime("%y%m%d")),
-                  "9F37": self.rng.getrandbits(32).to_bytes(4, "big")}
-        for tag, (begin, size) in slots.items():
-            data[begin:begin + size] = values[tag]
+        if now is None:
+            now = self.clock()
+        unpredictable = self.rng.getrandbits(32)   # drawn for every chip read (seeded runs stay stable)
+        at = slots.get("9F02")
+        if at is not None:
+            data[at[0]:at[0] + 6] = bytes.fromhex(f"{amount:012d}")
+        at = slots.get("9A")
+        if at is not None:
+            data[at[0]:at[0] + 3] = bytes.fromhex("%02d%02d%02d" % (now.year % 100, now.month, now.day))  # noqa: UP031
+        at = slots.get("9F37")
+        if at is not None:
+            data[at[0]:at[0] + 4] = unpredictable.to_bytes(4, "big")
         return bytes(data)
 
     def _pin_for(self, card: Card, amount: int, pin: str | None) -> str | None:
@@ -307,13 +347,14 @@ class Terminal:
 
     def _build(self, txn: TxnType, *, amount: int | None, card: Card | None, pin: str | None = None,
                extra: dict[int, Any] | None = None) -> Message:
-        mti, fields = request_base(txn, self.family, batch=self._batch_text())
+        mti, fields = self._request_base(txn)
+        now = self.clock()   # one business time for the request's date fields and EMV 9A
         if card is not None:
-            fields.update(self._card_fields(card, amount or 0, pin))
+            fields.update(self._card_fields(card, amount or 0, pin, now))
         if amount is not None:
             fields[4] = format_amount(amount)
         fields[11] = self._allocate_stan()
-        self._stamp_times(fields)
+        self._stamp_times(fields, now)
         fields[41] = self.config.tid
         fields[42] = self.config.mid
         fields[49] = self.config.currency
@@ -327,7 +368,7 @@ class Terminal:
             merchant=self.config.merchant_name, mid=self.config.mid, tid=self.config.tid, kind=kind,
             amount=amount, currency=self.config.currency, card=card_masked, entry=entry,
             stan=str(request.get(11, "")), batch=self.journal.batch, rc=rc, auth_code=auth, rrn=rrn,
-            when=self.clock().strftime("%Y-%m-%d %H:%M:%S"), outcome=outcome, offline=offline)
+            when=self.clock().isoformat(" ", "seconds")[:19], outcome=outcome, offline=offline)
 
     async def _print(self, attempt: int, text: str, outcome: str, *, copy: str = "original",
                      steps: bool = True) -> bool:
@@ -609,7 +650,8 @@ class Terminal:
         reversible = txn in (TxnType.SALE, TxnType.VOID, TxnType.PREAUTH, TxnType.COMPLETION)
         armed = reversible and profile.persist_reversal_before_send
         attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
-                                        request=request, at=self._time(), arm_reversal=armed, original=original)
+                                        request=request, at=self._time(), arm_reversal=armed, original=original,
+                                        masked=masked if card is not None else None)
         self._emit("attempt", attempt=attempt, stan=request.get(11), amount=amount_value,
                    detail=f"{kind} armed={armed}")
         await self._step("before-send", attempt)

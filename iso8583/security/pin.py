@@ -79,11 +79,11 @@ def make_pin_block(pin: str, pan: str | None = None, fmt: int = 0, *, rng: rando
     simulations (the default is the OS CSPRNG).
     """
     _check_pin(pin)
-    r = _rng(rng)
     n = _HEX[len(pin)]
-    if fmt == 0:
+    if fmt == 0:   # the common case: no random fill, so no CSPRNG object is made
         field = "0" + n + pin.ljust(14, "F")
         return _crypto.xor(bytes.fromhex(field), pan_field(_require_pan(pan, fmt)))
+    r = _rng(rng)
     if fmt == 1:
         field = "1" + n + pin + "".join(r.choice(_HEX) for _ in range(14 - len(pin)))
         return bytes.fromhex(field)

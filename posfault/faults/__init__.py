@@ -20,6 +20,7 @@ from typing import Any
 
 from iso8583.channels.memory import MemoryChannel, pipe
 
+from .direct import DirectLink, direct_pipe
 from .link import FaultLink
 from .rules import (
     ACTIONS,
@@ -60,6 +61,7 @@ __all__ = [
     "Decision",
     "Delay",
     "Delivery",
+    "DirectLink",
     "Drop",
     "Duplicate",
     "FaultLink",
@@ -74,6 +76,7 @@ __all__ = [
     "blackhole",
     "corrupt",
     "delay",
+    "direct_pipe",
     "drop",
     "duplicate",
     "faulty_pipe",
@@ -88,15 +91,23 @@ __all__ = [
 
 def faulty_pipe(plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",
                 latency: float = 0.0, **pipe_args: Any) -> tuple[MemoryChannel, MemoryChannel, FaultLink]:
-    """An in-memory connection with a :class:`FaultLink` in the middle, already running.
+    """An in-memory connection with a fault link in the middle, already running.
 
     Returns ``(terminal_end, host_end, link)``: give ``terminal_end`` to the terminal (e.g. from its
     connector) and serve ``host_end`` with the host. ``latency`` applies to each of the two hops.
     ``header``/``max_frame`` default to the wire's. Must be called inside a running loop.
+
+    Without ``latency`` and ``idle_timeout`` the link is a :class:`DirectLink` (no task per
+    connection or message); with them, a pumped :class:`FaultLink` between two memory pipes, whose
+    link-side reads time out and whose hops each take ``latency``.
     """
     if wire is not None:
         pipe_args.setdefault("header", wire.prefix)
         pipe_args.setdefault("max_frame", wire.max_frame)
+    if not latency and pipe_args.get("idle_timeout") is None and set(pipe_args) <= {"header", "max_frame",
+                                                                                     "idle_timeout"}:
+        pipe_args.pop("idle_timeout", None)
+        return direct_pipe(plan, wire=wire, trace=trace, name=name, **pipe_args)
     terminal_end, link_terminal_side = pipe(latency=latency, names=(f"{name}:terminal", f"{name}:proxy-t"),
                                             **pipe_args)
     link_host_side, host_end = pipe(latency=latency, names=(f"{name}:proxy-h", f"{name}:host"), **pipe_args)

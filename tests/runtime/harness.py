@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from iso8583.channels import Channel, tcp
+from iso8583.channels.memory import pipe
 from iso8583.errors import DecodeError
 from iso8583.message import Message
 from iso8583.wire import Wire
@@ -58,6 +59,20 @@ async def memory_link(plan: FaultPlan, trace: Trace | None = None, **kw: Any) ->
 
 
 @contextlib.asynccontextmanager
+async def pumped_link(plan: FaultPlan, trace: Trace | None = None, **kw: Any) -> AsyncIterator[tuple[Channel, Channel, FaultLink]]:
+    """The pumped FaultLink (a task per direction) between two memory pipes, as the proxy runs it:
+    the reference the task-free DirectLink of ``faulty_pipe`` must match."""
+    terminal, link_t = pipe(header=TEXT_WIRE.prefix, names=("link:terminal", "link:proxy-t"), **kw)
+    link_h, host = pipe(header=TEXT_WIRE.prefix, names=("link:proxy-h", "link:host"), **kw)
+    link = FaultLink(link_t, link_h, plan, wire=TEXT_WIRE, trace=trace, name="link")
+    link.start()
+    try:
+        yield terminal, host, link
+    finally:
+        await link.stop()
+
+
+@contextlib.asynccontextmanager
 async def tcp_link(plan: FaultPlan, trace: Trace | None = None, **kw: Any) -> AsyncIterator[tuple[Channel, Channel, FaultLink]]:
     host_side: asyncio.Queue[Channel] = asyncio.Queue()
     links: asyncio.Queue[FaultLink] = asyncio.Queue()
@@ -88,13 +103,13 @@ async def tcp_link(plan: FaultPlan, trace: Trace | None = None, **kw: Any) -> As
         await host_server.close()
 
 
-LINKS = {"memory": memory_link, "tcp": tcp_link}
+LINKS = {"memory": memory_link, "pumped": pumped_link, "tcp": tcp_link}
 #: Delays used per transport: virtual seconds are free, real ones must stay short.
-SCALE = {"memory": 10.0, "tcp": 0.1}
+SCALE = {"memory": 10.0, "pumped": 10.0, "tcp": 0.1}
 
 
 def run_on(kind: str, main: Callable[[], Awaitable[Any]]) -> Any:
-    if kind == "memory":
+    if kind in ("memory", "pumped"):
         return run_virtual(main())
     return asyncio.run(asyncio.wait_for(main(), 20))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -345,3 +346,48 @@ def test_corrupt_value_that_does_not_fit_is_reported_not_fatal() -> None:
     sent, got = run_virtual(main)
     assert got == sent  # "96" is not a 12-digit amount: unchanged, and the trace says why
     assert "not corrupted" in trace.select(kind="deliver")[0]["note"]
+
+
+@pytest.mark.parametrize("ending", ["terminal_closes", "host_closes", "terminal_resets", "fault_reset"])
+def test_direct_link_traces_exactly_like_the_pumped_link(ending: str) -> None:
+    """The simulation's task-free link must record the same events, at the same virtual times, as the
+    pumped FaultLink the proxy runs: delays that let later messages overtake, duplicates, fragments
+    with gaps, drops, corruption, a delivery still pending at close, then the connection's end."""
+    def plan() -> faults.FaultPlan:
+        rules = [faults.delay(5, direction="to_terminal", mti="0210", nth=1),
+                 faults.duplicate(2, direction="to_host", nth=2),
+                 faults.fragment(3, gap=0.5, direction="to_terminal", nth=3),
+                 faults.drop(direction="to_host", nth=4),
+                 faults.corrupt(bits=3, direction="to_host", nth=5),
+                 faults.delay(30, direction="to_host", nth=6)]
+        if ending == "fault_reset":
+            rules.append(faults.reset(direction="to_terminal", nth=5))
+        return faults.FaultPlan(rules, seed=3)
+
+    def run(kind: str) -> list[tuple]:
+        trace = Trace()
+
+        async def main():
+            async with LINKS[kind](plan(), trace) as (term, host, _):
+                for i in range(1, 7):
+                    with contextlib.suppress(ChannelClosed):   # after a reset, sends fail alike
+                        await term.send(msg("0200", i))
+                        await asyncio.sleep(0.25)
+                        await host.send(msg("0210", i))
+                        await asyncio.sleep(0.25)
+                await asyncio.sleep(2)
+                if ending == "terminal_closes":
+                    await term.close()
+                elif ending == "host_closes":
+                    await host.close()
+                elif ending == "terminal_resets":
+                    await term.reset()
+                await asyncio.sleep(60)
+
+        run_on(kind, main)
+        keys = ("kind", "direction", "t", "size", "action", "rules", "note", "detail", "raw")
+        return [tuple(str(e.get(k)) for k in keys) for e in trace.events]
+
+    direct, pumped = run("memory"), run("pumped")
+    assert direct == pumped
+    assert {e[0] for e in direct} >= {"recv", "deliver"}

@@ -35,8 +35,8 @@ def _run(plan: faults.FaultPlan) -> Trace:
     trace = Trace(wire=TEXT_WIRE)
 
     async def main():
-        async with faults.faulty_pipe(plan, wire=TEXT_WIRE, trace=trace)[2] as link:
-            term, host = link.terminal.peer, link.host.peer
+        term, host, link = faults.faulty_pipe(plan, wire=TEXT_WIRE, trace=trace)
+        async with link:
             await term.send(msg("0200", 1, f2="4761739001010010"))
             await host.recv()
             await asyncio.sleep(2.5)

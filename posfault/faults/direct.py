@@ -1,0 +1,476 @@
+"""DirectLink: the fault link of an in-memory connection, without pump tasks.
+
+Why: a simulation opens one connection per transaction (as UnionPay terminals do) and runs
+thousands of transactions per second. :class:`~posfault.faults.link.FaultLink` is written for
+real transports — one reading task per direction, a supervising task, futures to wait on them —
+which is the right shape for TCP and serial, but on a memory pipe it costs more than the terminal
+and host logic it carries. Here the two channel ends hand what they send straight to the link,
+which applies the same :class:`~posfault.faults.rules.FaultPlan` and writes the outcome into the
+other end's inbox: no task and no future per connection or message; a delayed or fragmented
+delivery is a loop timer.
+
+The behaviour is FaultLink's, event for event (``recv``, ``deliver``, ``undeliverable``,
+``reset``, ``closed``, ``error``, same fields and details), and the parity tests in
+``tests/runtime/test_faults.py`` run both. What a side sends is processed once the sender yields —
+right after its current step on :class:`~posfault.clock.VirtualEventLoop` (``call_after_current``),
+on the next turn on another loop — so the sender's own "sent" event comes first in the trace, as
+with a pumped link. :func:`posfault.faults.faulty_pipe` uses this class unless ``latency`` or
+``idle_timeout`` is asked for (those need the pumped link's per-hop timing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, ChannelTimeout
+from iso8583.channels.memory import MemoryChannel
+from iso8583.framing import DEFAULT_MAX_FRAME, Deframer, FrameTooLarge, FramingError, LengthPrefix
+
+from .link import FaultLink
+from .rules import TO_HOST, TO_TERMINAL, Decision, Delivery, FaultPlan
+
+__all__ = ["DirectLink", "direct_pipe"]
+
+_CLOSE = object()   # a graceful close travels behind the frames sent before it
+_RESET = object()
+_EXPIRED = object()  # what a timed-out receive's waiter is woken with
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(_EXPIRED)
+
+
+class _End(MemoryChannel):
+    """One end of a direct faulty connection: receives like a memory pipe end, sends into the link."""
+
+    def __init__(self, link: DirectLink, out: str, *, name: str, prefix: LengthPrefix | str | None,
+                 max_frame: int) -> None:
+        super().__init__(name=name, prefix=prefix, max_frame=max_frame, idle_timeout=None, latency=0.0)
+        self._link = link
+        self._out = out   # the direction of what this end sends
+
+    async def recv(self, timeout: float | None = ...) -> bytes:  # type: ignore[assignment]
+        """As :meth:`Channel.recv`; a timed wait is one loop timer on the waiting future (the terminal
+        waits for every response with a timeout; ``asyncio.timeout`` costs several times more)."""
+        inbox = self.inbox
+        frames = inbox._frames
+        if frames:
+            return frames.popleft()
+        if self._closed:
+            raise ChannelClosed(f"{self.name}: channel is closed")
+        if timeout is ...:
+            timeout = self.idle_timeout
+        if timeout is None:
+            return await inbox.get(None, self.name)
+        loop = self._link._loop
+        while not frames:
+            if inbox._error is not None:
+                raise inbox._error
+            if inbox.eof:
+                raise ChannelClosed(f"{self.name}: closed by peer")
+            if inbox._waiter is not None:
+                raise ChannelError(f"{self.name}: recv() called concurrently; one reader per channel")
+            waiter = loop.create_future()
+            inbox._waiter = waiter
+            timer = loop.call_at(loop.time() + timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                if inbox._waiter is waiter:
+                    inbox._waiter = None
+            if not frames and waiter.result() is _EXPIRED:
+                raise ChannelTimeout(f"{self.name}: nothing received for {timeout:g} s (idle timeout)")
+        return frames.popleft()
+
+    async def send(self, frame: bytes) -> None:
+        if self._closed:
+            raise ChannelClosed(f"{self.name}: send on a closed channel")
+        link = self._link
+        if link._done:
+            raise ChannelClosed(f"{self.name}: peer is closed")
+        if len(frame) > self._max_length:
+            raise FramingError(f"{self.name}: frame of {len(frame)} bytes does not fit a {self.prefix.kind} "
+                               f"length header", expected=f"<= {self.prefix.max_length}", found=str(len(frame)))
+        link._input(self._out, frame, False)
+
+    async def send_raw(self, data: bytes) -> None:
+        if self._closed:
+            raise ChannelClosed(f"{self.name}: send on a closed channel")
+        if self._link._done:
+            raise ChannelClosed(f"{self.name}: peer is closed")
+        self._link._input(self._out, bytes(data), True)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.inbox.close()
+        self._link._input(self._out, _CLOSE, False)
+
+    async def reset(self) -> None:
+        self._closed = True
+        self.inbox.fail(ChannelReset(f"{self.name}: connection reset"))
+        self._link._input(self._out, _RESET, False)
+
+
+class _Outbox:
+    """Deliveries towards one end, written at their due time in (due, arrival) order, by timers.
+
+    A fragmented delivery with a gap keeps the outbox busy until its last piece is written, so
+    nothing else interleaves with its bytes (as on a TCP stream)."""
+
+    __slots__ = ("busy", "direction", "end", "heap", "link", "loop", "on_empty", "seq", "timer")
+
+    def __init__(self, link: DirectLink, direction: str, end: _End) -> None:
+        self.link = link
+        self.direction = direction
+        self.end = end
+        self.loop = link._loop
+        self.heap: list[tuple[float, int, Delivery]] = []
+        self.seq = itertools.count()
+        self.busy: tuple[Delivery, int] | None = None   # fragment in progress: (delivery, next piece)
+        self.timer: asyncio.TimerHandle | None = None
+        self.on_empty: Callable[[], None] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.heap) or self.busy is not None
+
+    def put(self, delivery: Delivery) -> None:
+        if delivery.delay <= 0 and not self.heap and self.busy is None and not delivery.gap:
+            self._write(delivery)
+            return
+        heapq.heappush(self.heap, (self.loop.time() + delivery.delay, next(self.seq), delivery))
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.busy is not None or not self.heap:
+            return
+        due = self.heap[0][0]
+        timer = self.timer
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()
+        self.timer = self.loop.call_at(due, self._run)
+
+    def _run(self) -> None:
+        self.timer = None
+        heap = self.heap
+        now = self.loop.time()
+        while heap and self.busy is None and heap[0][0] <= now:
+            _, _, delivery = heapq.heappop(heap)
+            self._write(delivery)
+            if self.link._done:
+                return
+        if self.busy is not None:
+            return
+        if heap:
+            self._arm()
+        elif self.on_empty is not None:
+            done, self.on_empty = self.on_empty, None
+            done()
+
+    def _write(self, delivery: Delivery) -> None:
+        if delivery.pieces:
+            self._pieces(delivery, 0)
+        else:
+            self.link._write_one(self.direction, self.end, delivery.data, delivery.raw, delivery.note)
+
+    def _pieces(self, delivery: Delivery, i: int) -> None:
+        pieces = delivery.pieces
+        while i < len(pieces):
+            if i and delivery.gap:
+                self.busy = (delivery, i)
+                self.timer = self.loop.call_later(delivery.gap, self._resume)
+                return
+            note = f"fragment {i + 1}/{len(pieces)}"
+            if not self.link._write_one(self.direction, self.end, pieces[i], True, note):
+                break
+            i += 1
+        self.busy = None
+
+    def _resume(self) -> None:
+        self.timer = None
+        busy, self.busy = self.busy, None
+        if busy is None:
+            return
+        delivery, i = busy
+        pieces = delivery.pieces
+        note = f"fragment {i + 1}/{len(pieces)}"
+        if self.link._write_one(self.direction, self.end, pieces[i], True, note) and i + 1 < len(pieces):
+            self.busy = (delivery, i + 1)   # every later piece waits the gap again
+            self.timer = self.loop.call_later(delivery.gap, self._resume)
+            return
+        if not self.link._done:
+            self._run()
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.heap.clear()
+        self.busy = None
+        self.on_empty = None
+
+    def abandon(self, reason: str) -> None:
+        for _, _, delivery in sorted(self.heap):
+            self.link._emit("undeliverable", self.direction, delivery.data, detail=reason, raw=delivery.raw)
+        self.cancel()
+
+
+class DirectLink(FaultLink):
+    """A :class:`FaultLink` between two in-memory ends, driven by their sends instead of pump tasks.
+
+    Build it with :func:`direct_pipe` (or :func:`posfault.faults.faulty_pipe`). It is live from
+    construction; ``start()``/``run()`` return/await the link's end, ``stop()`` ends it silently
+    (both ends then see end of stream), as for a pumped link.
+    """
+
+    def __init__(self, plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",
+                 header: LengthPrefix | str | None = "binary2", max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._loop = asyncio.get_running_loop()
+        terminal_end = _End(self, TO_HOST, name=f"{name}:terminal", prefix=header, max_frame=max_frame)
+        host_end = _End(self, TO_TERMINAL, name=f"{name}:host", prefix=header, max_frame=max_frame)
+        super().__init__(terminal_end, host_end, plan, wire=wire, trace=trace, name=name)
+        self.terminal_end, self.host_end = terminal_end, host_end
+        self._max_frame = max_frame
+        self._prefix = terminal_end.prefix
+        self._deframers: dict[str, Deframer] = {}
+        self._queue: deque[tuple[str, Any, bool]] = deque()
+        self._scheduled = False
+        self._closing: str | None = None
+        self._ended: asyncio.Future[None] | None = None
+        self._repack = wire.pack if wire is not None else None
+        self._outboxes: dict[str, _Outbox] = {}   # created on first need (most links never delay)
+        self.plan.start(self._loop.time())
+        # What a side sends is handled once the sender yields: right after its current step on the
+        # virtual loop (no extra iteration), on the next turn elsewhere.
+        self._defer = getattr(self._loop, "call_after_current", self._loop.call_soon)
+
+    def _outbox(self, direction: str) -> _Outbox:
+        outbox = self._outboxes.get(direction)
+        if outbox is None:
+            end = self.host_end if direction == TO_HOST else self.terminal_end
+            outbox = self._outboxes[direction] = _Outbox(self, direction, end)
+        return outbox
+
+    # Names of the link's own sides, as a pumped link's channels are called (events, errors).
+    def _side_name(self, direction: str) -> str:
+        """The side that receives what is sent in ``direction``."""
+        return f"{self.name}:proxy-t" if direction == TO_HOST else f"{self.name}:proxy-h"
+
+    def _writer_name(self, direction: str) -> str:
+        """The side that writes what travels in ``direction``."""
+        return f"{self.name}:proxy-h" if direction == TO_HOST else f"{self.name}:proxy-t"
+
+    # -- input from the ends ------------------------------------------------------------------------
+    def _input(self, direction: str, item: Any, raw: bool) -> None:
+        if self._done:
+            return
+        queue = self._queue
+        if item is _RESET and queue:   # a reset loses what its side sent but the link has not read
+            kept = [entry for entry in queue if entry[0] != direction]
+            queue.clear()
+            queue.extend(kept)
+        queue.append((direction, item, raw))
+        if not self._scheduled:
+            self._scheduled = True
+            self._defer(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        queue = self._queue
+        while queue and not self._done:
+            direction, item, raw = queue.popleft()
+            if item is _CLOSE:
+                self._source_closed(direction)
+            elif item is _RESET:
+                if self._closing is None:
+                    self._abort(direction, "peer reset")
+            else:
+                deframer = self._deframers.get(direction)
+                if raw or (deframer is not None and deframer.buffered):
+                    self._bytes_in(direction, item if raw else self._prefix.wrap(item))
+                elif len(item) > self._max_frame:
+                    self._stream_error(direction, FrameTooLarge(len(item), self._max_frame))
+                else:
+                    self._frame(direction, item)
+
+    def _bytes_in(self, direction: str, data: bytes) -> None:
+        deframer = self._deframers.get(direction)
+        if deframer is None:
+            deframer = self._deframers[direction] = Deframer(self._prefix, self._max_frame)
+        try:
+            frames = deframer.feed(data)
+        except FramingError as exc:
+            for frame in getattr(exc, "frames", ()):
+                self._frame(direction, frame)
+                if self._done:
+                    return
+            self._stream_error(direction, exc)
+            return
+        for frame in frames:
+            self._frame(direction, frame)
+            if self._done:
+                return
+
+    # -- one message ------------------------------------------------------------------------------------
+    def _frame(self, direction: str, frame: bytes) -> None:
+        outbox = self._outboxes.get(direction)
+        dst = self.host_end if direction == TO_HOST else self.terminal_end
+        plan = self.plan
+        if not plan.rules and self._loop.time() >= plan.blackhole_until:
+            # No rule can act: the plan would forward it untouched (what FaultPlan.decide says).
+            counts = self.counts
+            counts["forward"] = counts.get("forward", 0) + 1
+            record = self._record
+            if record is not None:
+                record({"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
+                        "conn": self.conn, "size": len(frame), "action": "forward", "frame": frame})
+            if outbox is None or not outbox.pending:
+                self._write_one(direction, dst, frame, False, "")
+            else:
+                outbox.put(Delivery(0.0, frame))
+            return
+        peek = self._peeker(frame)
+        try:
+            decision = self.plan.decide(direction, frame, self._loop.time(), peek=peek, wrap=dst.wrap,
+                                        repack=self._repack)
+        except Exception as exc:  # a broken rule must not kill the link: forward and report
+            self._emit("error", direction, None, detail=f"fault plan failed: {type(exc).__name__}: {exc}")
+            decision = Decision(deliveries=[Delivery(0.0, frame)])
+        action = decision.action
+        counts = self.counts
+        counts[action] = counts.get(action, 0) + 1
+        record = self._record
+        if record is not None:
+            event = {"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
+                     "conn": self.conn, "size": len(frame), "action": action, "frame": frame}
+            if decision.fired:
+                event["rules"] = [r.label for r in decision.fired]
+                if self.wire is not None and peek().mti:
+                    event["mti"] = peek().mti
+            record(event)
+        if decision.reset:
+            self._abort(direction, "fault rule")
+            return
+        deliveries = decision.deliveries
+        if len(deliveries) == 1 and not decision.fired and (outbox is None or not outbox.pending):
+            self._write_one(direction, dst, frame, False, "")   # the common case: forward now
+            return
+        if outbox is None:
+            outbox = self._outbox(direction)
+        for delivery in deliveries:
+            outbox.put(delivery)
+            if self._done:
+                return
+
+    def _write_one(self, direction: str, dst: Any, data: bytes, raw: bool, note: str) -> bool:  # type: ignore[override]
+        if dst._closed or dst.inbox.eof:
+            error: Exception | None = ChannelClosed(f"{self._writer_name(direction)}: peer is closed")
+        elif not raw and len(data) > dst._max_length:
+            error = FramingError(f"{self._writer_name(direction)}: frame of {len(data)} bytes does not fit a "
+                                 f"{dst.prefix.kind} length header", expected=f"<= {dst.prefix.max_length}",
+                                 found=str(len(data)))
+        else:
+            error = None
+            dst._deliver(data, raw)
+        if error is not None:
+            self._emit("undeliverable", direction, data, detail=str(error), raw=raw)
+            return False
+        if self._record is not None:
+            event = {"actor": "net", "kind": "deliver", "link": self.name, "direction": direction,
+                     "conn": self.conn, "size": len(data)}
+            if raw:
+                event["raw"] = True
+                event["wire_bytes"] = data
+            else:
+                event["frame"] = data
+            if note:
+                event["note"] = note
+            self._record(event)
+        return True
+
+    # -- the end of the connection ----------------------------------------------------------------------
+    def _source_closed(self, direction: str) -> None:
+        """The sender of ``direction`` closed: finish what is owed to the other side, then close it."""
+        if self._closing is not None:
+            return
+        self._closing = direction
+        outbox = self._outboxes.get(direction)
+        if outbox is not None and outbox.pending:
+            outbox.on_empty = self._finish_close
+        else:
+            self._finish_close()
+
+    def _finish_close(self) -> None:
+        direction = self._closing
+        assert direction is not None
+        other = TO_TERMINAL if direction == TO_HOST else TO_HOST
+        if other in self._outboxes:
+            self._outboxes[other].abandon(f"{'terminal' if direction == TO_HOST else 'host'} closed")
+        self._emit("closed", direction, None, detail=f"{self._side_name(direction)} closed")
+        (self.host_end if direction == TO_HOST else self.terminal_end).inbox.close()
+        self._finish()
+
+    def _stream_error(self, direction: str, exc: Exception) -> None:
+        if self._closing is not None:
+            return
+        self._emit("error", direction, None, detail=f"{self._side_name(direction)}: {exc}")
+        self._abort(direction, "stream error")
+
+    def _abort(self, direction: str, detail: str) -> None:
+        self._emit("reset", direction, None, detail=detail)
+        for direction_ in (TO_HOST, TO_TERMINAL):   # the pumped link's order
+            if direction_ in self._outboxes:
+                self._outboxes[direction_].abandon("connection reset")
+        for end in (self.terminal_end, self.host_end):
+            end.inbox.fail(ChannelReset(f"{end.name}: connection reset by peer"))
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for outbox in self._outboxes.values():
+            outbox.cancel()
+        self._queue.clear()
+        for end in (self.terminal_end, self.host_end):
+            end.inbox.close()
+        ended = self._ended
+        if ended is not None and not ended.done():
+            ended.set_result(None)
+
+    # -- FaultLink's control surface ----------------------------------------------------------------------
+    def start(self) -> asyncio.Future[None]:  # type: ignore[override]
+        """Already running; returns a future that completes when the link ends."""
+        if self._ended is None:
+            self._ended = self._loop.create_future()
+            if self._done:
+                self._ended.set_result(None)
+        return self._ended
+
+    async def run(self) -> None:
+        await self.start()
+
+    async def stop(self) -> None:
+        self._finish()
+
+    def __repr__(self) -> str:
+        return f"<DirectLink {self.name!r} {self.plan!r} counts={self.counts}>"
+
+
+def direct_pipe(plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",
+                header: LengthPrefix | str | None = "binary2",
+                max_frame: int = DEFAULT_MAX_FRAME) -> tuple[MemoryChannel, MemoryChannel, DirectLink]:
+    """``(terminal_end, host_end, link)`` of a faulty in-memory connection (inside a running loop)."""
+    link = DirectLink(plan, wire=wire, trace=trace, name=name, header=header, max_frame=max_frame)
+    return link.terminal_end, link.host_end, link

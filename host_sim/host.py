@@ -151,9 +151,8 @@ class Host:
             return
         if self.commit_mode == "thread" and self.ledger.has_pending:
             loop = asyncio.get_running_loop()
-            writing = self.ledger.commit_in_background()
-            self._writing = writing
-            writing.add_done_callback(lambda _: loop.call_soon_threadsafe(self._written, waiters, writing))
+            self._writing = self.ledger.commit_in_background(
+                lambda writing: loop.call_soon_threadsafe(self._written, waiters, writing))
             return
         try:
             self.ledger.commit()

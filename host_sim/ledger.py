@@ -21,11 +21,11 @@ write-through cache rebuilt from SQLite on open and after any rollback.
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime as _dt
 import hashlib
 import json
 import operator
+import queue
 import sqlite3
 import threading
 import time
@@ -277,6 +277,73 @@ def _json_encoder() -> Any:
 _dumps = _json_encoder()
 
 
+class _Pending:
+    """A commit handed to the writer thread: done once ``wait()`` returns; ``error`` if it failed.
+
+    Deliberately not a ``concurrent.futures.Future``: the writer thread holds the GIL for as little
+    Python as possible (every bytecode it runs is one the event loop waits for), so completion is a
+    C-level lock release plus one callback.
+    """
+
+    __slots__ = ("_lock", "error", "on_done")
+
+    def __init__(self, on_done: Any = None) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.error: BaseException | None = None
+        self.on_done = on_done
+
+    def wait(self) -> None:
+        """Block until the commit finished; raise its error if it failed."""
+        with self._lock:
+            pass
+        if self.error is not None:
+            raise self.error
+
+    def done(self) -> bool:
+        return not self._lock.locked()
+
+    def exception(self) -> BaseException | None:
+        return self.error
+
+
+class _Writer:
+    """The ledger's single writer thread: runs one commit at a time, in submission order."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, fn: Any, on_done: Any = None) -> _Pending:
+        pending = _Pending(on_done)
+        self.queue.put((fn, pending))
+        return pending
+
+    def _run(self) -> None:
+        get = self.queue.get
+        while True:
+            item = get()
+            if item is None:
+                return
+            fn, pending = item
+            try:
+                fn()
+            except BaseException as exc:  # handed to the event loop, which fails the waiting responses
+                pending.error = exc
+            callback = pending.on_done
+            pending._lock.release()
+            if callback is not None:
+                try:
+                    callback(pending)
+                except Exception:  # e.g. the event loop already closed: nobody is waiting any more
+                    pass
+
+    def shutdown(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=30)
+
+
 #: Seconds between two background WAL checkpoints (``Ledger.open(checkpoint="background")``).
 CHECKPOINT_INTERVAL = 1.0
 
@@ -330,8 +397,8 @@ class Ledger:
         self._pending_rows: dict[int, TxnRow] = {}
         self._pending_postings: list[tuple[Any, ...]] = []
         self._pending_sql: list[tuple[str, tuple[Any, ...]]] = []
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._writer_future: concurrent.futures.Future[None] | None = None
+        self._writer: _Writer | None = None
+        self._writer_future: _Pending | None = None
         self._conn_lock = threading.Lock()
         self._checkpointer: _Checkpointer | None = None
         self.on_rollback: list[Any] = []
@@ -383,9 +450,9 @@ class Ledger:
             self._wait_writer()
         except Exception:
             pass
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
@@ -527,7 +594,7 @@ class Ledger:
         future = self._writer_future
         if future is not None:
             self._writer_future = None
-            future.result()
+            future.wait()
 
     def commit(self) -> None:
         """Make every step so far durable (one SQLite transaction); ends the group."""
@@ -542,19 +609,20 @@ class Ledger:
                 self._run_rollback_hooks()
                 raise
 
-    def commit_in_background(self) -> concurrent.futures.Future[None]:
-        """Hand everything pending to the writer thread; the future completes when it is committed.
+    def commit_in_background(self, on_done: Any = None) -> _Pending:
+        """Hand everything pending to the writer thread; ``on_done(pending)`` runs *on the writer
+        thread* once it is committed (or failed: ``pending.error``).
 
         The caller (the host) must not start another before this one completes; reads of the
         mirror stay valid meanwhile, and new steps buffer for the next commit.
         """
         self._group = False
         batch = self._take()
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
-        # stage on the calling thread (pure CPU: binding rows takes and drops the GIL per row, which
-        # on a second thread would fight the event loop for it); only COMMIT — the I/O and fsync,
-        # GIL released — runs on the writer thread
+        if self._writer is None:
+            self._writer = _Writer()
+        # stage on the calling thread: binding parameters is CPU work under the GIL, which on the
+        # writer thread would only fight the event loop for it (measured: slower); only COMMIT — the
+        # WAL write and fsync, GIL released — runs on the writer thread
         self._conn_lock.acquire()
         try:
             self._stage(batch)
@@ -568,11 +636,11 @@ class Ledger:
             finally:
                 self._conn_lock.release()
 
-        future = self._executor.submit(finish)
+        future = self._writer.submit(finish, on_done)
         self._writer_future = future
         return future
 
-    def writer_done(self, future: concurrent.futures.Future[None]) -> None:
+    def writer_done(self, future: _Pending) -> None:
         """Called by the host when a background commit finished (success or failure)."""
         if self._writer_future is future:
             self._writer_future = None

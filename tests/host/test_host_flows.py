@@ -356,3 +356,18 @@ def test_background_checkpoints_keep_the_ledger_whole(tmp_path, monkeypatch) -> 
     assert sum(t.cardholder_debit for t in reopened.transactions()) == sum(100 + i for i in range(1, 41))
     reopened.check_conservation()
     reopened.close()
+
+
+@pytest.mark.parametrize(("dialect", "family"), [("iso87ascii", "iso87"), ("unionpay_pos", "unionpay")])
+def test_fast_responses_are_what_make_response_builds(dialect: str, family: str) -> None:
+    """The host builds responses directly on its hot path; they must equal the codec's make_response."""
+    from iso8583.transactions import make_response
+
+    host = make_host(dialect)
+    for msg in (sale(1, 100, family), request(TxnType.ECHO, family, stan=2, amount=None),
+                reversal(sale(3, 100, family), family)):
+        for rc in ("00", "51"):
+            ours, theirs = host._response(msg, rc), make_response(msg, rc, family)
+            assert ours.mti == theirs.mti and dict(ours.items()) == dict(theirs.items())
+            if isinstance(msg.get(60), dict):
+                assert ours[60] is not msg[60]          # a copy: the response never aliases the request

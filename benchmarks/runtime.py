@@ -5,8 +5,9 @@ Measures, in one run and on one machine:
 1. ``asyncio streams`` — the peer: StreamReader/StreamWriter over a local socketpair with a 2-byte
    length header (what a naive simulation on real asyncio transports would use), real event loop;
 2. ``memory pipe`` — ``iso8583.channels.memory.pipe`` on the virtual loop;
-3. ``memory pipe + FaultLink + Trace`` — the simulation's configuration: terminal -> fault link
-   (empty plan) -> host, every message recorded in the trace;
+3. ``memory pipe + DirectLink + Trace`` — the simulation's configuration (``faults.faulty_pipe``):
+   terminal -> fault link (empty plan) -> host, every message recorded in the trace; and the same
+   with the pumped ``FaultLink`` (one task per direction, as the proxy runs on TCP) for comparison;
 4. ``full exchange`` — (3) plus the real codec on both ends: the terminal packs a 0200, the host
    unpacks it and packs a 0210, the terminal unpacks it (iso87ascii).
 
@@ -96,6 +97,21 @@ def bench_link(n: int) -> float:
     return run_virtual(main())
 
 
+def bench_pumped_link(n: int) -> float:
+    """The pumped FaultLink (a task per direction, as the proxy runs it) between two memory pipes."""
+    async def main():
+        trace = Trace()
+        term, link_t = memory.pipe(names=("terminal", "proxy-t"))
+        link_h, host = memory.pipe(names=("proxy-h", "host"))
+        link = faults.FaultLink(link_t, link_h, faults.FaultPlan(), trace=trace)
+        link.start()
+        rate = await _ping_pong(term, host, n)
+        await link.stop()
+        assert len(trace) >= 4 * n
+        return rate
+    return run_virtual(main())
+
+
 def bench_full(n: int) -> float:
     wire = Wire(load_spec("iso87ascii"))
     request = Message("0200", {2: "4761739001010010", 3: "000000", 4: "000000010000", 7: "0302090000",
@@ -137,7 +153,8 @@ def main() -> None:
     peer = asyncio.run(streams_peer(args.n))
     rows = [("asyncio streams over socketpair (peer)", peer),
             ("memory pipe, virtual loop", bench_pipe(args.n)),
-            ("memory pipe + FaultLink + Trace", bench_link(args.n)),
+            ("memory pipe + DirectLink (faulty_pipe) + Trace", bench_link(args.n)),
+            ("memory pipes + pumped FaultLink + Trace", bench_pumped_link(args.n)),
             ("full exchange: + iso87ascii codec both ends", bench_full(args.n // 4))]
     width = max(len(name) for name, _ in rows)
     print(f"{'transport':<{width}}  exchanges/s   vs peer")

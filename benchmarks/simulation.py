@@ -75,6 +75,7 @@ COMPONENTS = (
     ("host_sim/", "host logic"),
     ("posfault/faults/", "simulation layer: fault link"),
     ("posfault/trace.py", "simulation layer: trace"),
+    ("posfault/clock.py", "simulation layer: event loop, tasks"),
     ("posfault/", "simulation layer: facade, world"),
     ("asyncio/", "simulation layer: event loop, tasks"),
 )

@@ -84,6 +84,7 @@ def _ledger_template(epoch: _dt.datetime) -> pathlib.Path:
     return path
 
 
+@functools.cache
 def _merchant_of(tid: str) -> str:
     """The merchant a terminal belongs to, from fixtures/cards/merchants.toml."""
     import tomllib

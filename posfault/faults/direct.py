@@ -11,8 +11,9 @@ delivery is a loop timer.
 
 The behaviour is FaultLink's, event for event (``recv``, ``deliver``, ``undeliverable``,
 ``reset``, ``closed``, ``error``, same fields and details), and the parity tests in
-``tests/runtime/test_faults.py`` run both. What a side sends is processed on the next turn of the
-loop (one ``call_soon`` per batch), so the sender's own "sent" event comes first in the trace, as
+``tests/runtime/test_faults.py`` run both. What a side sends is processed once the sender yields —
+right after its current step on :class:`~posfault.clock.VirtualEventLoop` (``call_after_current``),
+on the next turn on another loop — so the sender's own "sent" event comes first in the trace, as
 with a pumped link. :func:`posfault.faults.faulty_pipe` uses this class unless ``latency`` or
 ``idle_timeout`` is asked for (those need the pumped link's per-hop timing).
 """
@@ -250,6 +251,9 @@ class DirectLink(FaultLink):
         self._repack = wire.pack if wire is not None else None
         self._outboxes: dict[str, _Outbox] = {}   # created on first need (most links never delay)
         self.plan.start(self._loop.time())
+        # What a side sends is handled once the sender yields: right after its current step on the
+        # virtual loop (no extra iteration), on the next turn elsewhere.
+        self._defer = getattr(self._loop, "call_after_current", self._loop.call_soon)
 
     def _outbox(self, direction: str) -> _Outbox:
         outbox = self._outboxes.get(direction)
@@ -279,7 +283,7 @@ class DirectLink(FaultLink):
         queue.append((direction, item, raw))
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._drain)
+            self._defer(self._drain)
 
     def _drain(self) -> None:
         self._scheduled = False
@@ -322,6 +326,20 @@ class DirectLink(FaultLink):
     def _frame(self, direction: str, frame: bytes) -> None:
         outbox = self._outboxes.get(direction)
         dst = self.host_end if direction == TO_HOST else self.terminal_end
+        plan = self.plan
+        if not plan.rules and self._loop.time() >= plan.blackhole_until:
+            # No rule can act: the plan would forward it untouched (what FaultPlan.decide says).
+            counts = self.counts
+            counts["forward"] = counts.get("forward", 0) + 1
+            record = self._record
+            if record is not None:
+                record({"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
+                        "conn": self.conn, "size": len(frame), "action": "forward", "frame": frame})
+            if outbox is None or not outbox.pending:
+                self._write_one(direction, dst, frame, False, "")
+            else:
+                outbox.put(Delivery(0.0, frame))
+            return
         peek = self._peeker(frame)
         try:
             decision = self.plan.decide(direction, frame, self._loop.time(), peek=peek, wrap=dst.wrap,

@@ -97,3 +97,48 @@ def test_clock_for_real_loop_is_wall_clock() -> None:
         return clock_for()
 
     assert asyncio.run(main()) == dt.datetime.now
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_call_after_current_runs_once_the_current_step_yields(debug: bool) -> None:
+    """What an in-memory channel hands over runs after everything its sender did in that step and,
+    on the fast path, before the other ready callbacks; in debug mode (asyncio's own iteration) it
+    falls back to the next turn — the order of effects is the same either way."""
+    order: list[str] = []
+
+    async def sender(loop: VirtualEventLoop) -> None:
+        loop.call_soon(order.append, "other ready callback")
+        loop.call_after_current(lambda: order.append("handed over"))
+        order.append("sender continues")
+        await asyncio.sleep(0)
+        order.append("sender resumed")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualEventLoop) and loop.get_debug() == debug
+        await sender(loop)
+        loop.call_after_current(lambda: order.append("from a later step"))
+        await asyncio.sleep(1)
+        return loop.time()
+
+    assert run_virtual(main(), debug=debug) == 1.0
+    first = ["sender continues", "handed over", "other ready callback"] if not debug else \
+        ["sender continues", "other ready callback", "handed over"]
+    assert order == [*first, "sender resumed", "from a later step"]
+
+
+def test_skip_idle_until_only_when_nothing_could_run_meanwhile() -> None:
+    async def main():
+        loop = asyncio.get_running_loop()
+        fired: list[float] = []
+        timer = loop.call_at(5.0, lambda: fired.append(loop.time()))
+        assert not loop.skip_idle_until(5.0)          # a timer is due by then: sleep instead
+        assert loop.skip_idle_until(4.0) and loop.time() == 4.0
+        loop.call_soon(fired.append, "ready")
+        assert not loop.skip_idle_until(4.5)          # a callback is ready
+        await asyncio.sleep(0)
+        timer.cancel()
+        assert loop.skip_idle_until(10.0) and loop.time() == 10.0   # cancelled timers do not count
+        return fired
+
+    assert run_virtual(main()) == ["ready"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
 import pathlib
 import sqlite3
 import threading
@@ -673,8 +674,9 @@ _template_lock = threading.Lock()
 
 
 @functools.cache
-def _template() -> sqlite3.Connection:
-    """An empty journal of the current schema, built once per process (private, in memory)."""
+def _template(pid: int) -> sqlite3.Connection:
+    """An empty journal of the current schema, built once per process (private, in memory; keyed by
+    process id so that a forked worker never uses a connection made before the fork)."""
     conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     conn.executescript(_SCHEMA)
     conn.execute("INSERT INTO meta (id, schema_version, stan, batch) VALUES (1, ?, 0, 1)", (SCHEMA_VERSION,))
@@ -691,7 +693,7 @@ def _create_schema(conn: sqlite3.Connection, *, memory: bool) -> None:
         found = None
         if memory and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
             with _template_lock:
-                _template().backup(conn)
+                _template(os.getpid()).backup(conn)
             return
     if found is None or found[0] != SCHEMA_VERSION:
         conn.executescript(_SCHEMA)

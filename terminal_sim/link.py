@@ -87,7 +87,7 @@ class Link:
         if keys is None:
             return self._env_bytes + self._encode(msg, self.spec)
         size = self._f64_size
-        if size is None or any(n > 64 for n in msg.fields):
+        if size is None or max(msg.fields, default=0) > 64:
             stamped = self._mac.stamp(msg, self.spec, keys.mac_key, self._mac_algorithm)
             return self._env_bytes + self._encode(stamped, self.spec)
         work = Message(msg.mti)                      # the encoder only reads: a shallow copy is enough
@@ -113,7 +113,7 @@ class Link:
         received = msg.get(64)
         size = self._f64_size
         try:
-            if size is None or 128 in msg or any(n > 64 for n in msg.fields) or not isinstance(received, bytes):
+            if size is None or 128 in msg or max(msg.fields, default=0) > 64 or not isinstance(received, bytes):
                 return msg, bool(self._mac.verify(frame[self._env_size:], self.spec, keys.mac_key,
                                                   self._mac_algorithm))
             code = self._mac.compute(self._mac_algorithm, keys.mac_key, frame[self._env_size:len(frame) - size])

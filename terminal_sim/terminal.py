@@ -382,7 +382,9 @@ class Terminal:
         except PrinterFault as fault:
             status = fault.kind
         self.journal.receipt_printed(attempt, copy=copy, status=status, outcome=outcome, at=at)
-        self._emit("print" if status == "printed" else "print_failed", attempt=attempt, detail=f"{copy} {status}")
+        if self.events is not None:   # hot path: no event arguments built when nobody listens
+            self._emit("print" if status == "printed" else "print_failed", attempt=attempt,
+                       detail=f"{copy} {status}")
         if steps:
             await self._step("after-print", attempt)
         return status == "printed"
@@ -652,8 +654,9 @@ class Terminal:
         attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
                                         request=request, at=self._time(), arm_reversal=armed, original=original,
                                         masked=masked if card is not None else None)
-        self._emit("attempt", attempt=attempt, stan=request.get(11), amount=amount_value,
-                   detail=f"{kind} armed={armed}")
+        if self.events is not None:
+            self._emit("attempt", attempt=attempt, stan=request.get(11), amount=amount_value,
+                       detail=f"{kind} armed={armed}")
         await self._step("before-send", attempt)
         ch = await self._open()
         if ch is None:
@@ -716,7 +719,8 @@ class Terminal:
         else:
             self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
                                 in_batch=in_batch, receipt=receipt, reversal=reversal, void_original=void_original)
-            self._emit("decided", attempt=attempt, stan=request.get(11), rc=rc, detail=outcome)
+            if self.events is not None:
+                self._emit("decided", attempt=attempt, stan=request.get(11), rc=rc, detail=outcome)
             if receipt is not None:
                 await self._print(attempt, receipt, outcome)
         return TxnResult(attempt, outcome, rc, request.get(11), receipt, auth, rrn, balance,

@@ -193,7 +193,8 @@ def main() -> int:
         servers = {
             "posfault": [sys.executable, "-m", "posfault", "host", "serve", "--listen", "127.0.0.1:0", "--dialect",
                          args.dialect, "--ledger", str(db), "--cards", str(cards), "--synchronous", args.synchronous,
-                         "--max-seconds", "900", "--max-connections", "512", "--commit", os.environ.get("BENCH_COMMIT", "thread")],
+                         "--max-seconds", "900", "--max-connections", "512",
+                         "--commit", os.environ.get("BENCH_COMMIT", "auto")],
             "peer": [sys.executable, __file__, "--peer-server", args.dialect, "900"],
         }
         for name, cmd in servers.items():

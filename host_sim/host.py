@@ -380,9 +380,11 @@ class Host:
     def _check_mac(self, msg: Message, txn: TxnType, raw: bytes | None) -> Message | None:
         if txn in (TxnType.SIGN_ON, TxnType.ECHO):
             return None
-        keys = self.ledger.terminal_keys(str(msg.get(41, "")))
         has_mac = 64 in msg or 128 in msg
-        if not has_mac and not (self.config.mac_required and keys and txn in AUTHORIZED | ADVICES):
+        if not has_mac and not self.config.mac_required:
+            return None
+        keys = self.ledger.terminal_keys(str(msg.get(41, "")))
+        if not has_mac and not (keys and txn in AUTHORIZED | ADVICES):
             return None
         ok = bool(keys) and has_mac and sec.verify_mac(self, msg, keys, raw)
         if ok:

@@ -258,6 +258,23 @@ class _Step:
 _TXN_COLUMNS = [f.name for f in TxnRow.__dataclass_fields__.values()]  # type: ignore[attr-defined]
 _ROW_VALUES = operator.attrgetter(*_TXN_COLUMNS)
 _EXTRA_AT = _TXN_COLUMNS.index("extra")
+#: What one commit writes: (new rows, updated rows), postings, other statements.
+_Batch = tuple[tuple[list[list[Any]], list[list[Any]]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]
+
+
+def _json_encoder() -> Any:
+    """``json.dumps`` (default options, identical text) without its per-call Python wrappers: the
+    extra fields of every request row are encoded on the commit path."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C encoder
+        return json.dumps
+    encode = make(None, None, encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return lambda obj: "".join(encode(obj, 0))
+
+
+_dumps = _json_encoder()
 
 
 #: Seconds between two background WAL checkpoints (``Ledger.open(checkpoint="background")``).
@@ -322,6 +339,7 @@ class Ledger:
         self.write_delay = 0.0
         self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
+        self._insert_sql = self._upsert_sql.replace("INSERT OR REPLACE", "INSERT", 1)
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -400,6 +418,7 @@ class Ledger:
         self._reversals = {(r[0], r[1], r[2]): ReversalRow(*r)
                            for r in c.execute("SELECT tid, stan, ref, status, rc, txn, received_at FROM reversals")}
         self._next_txn = (c.execute("SELECT MAX(id) FROM txns").fetchone()[0] or 0) + 1
+        self._taken_upto = self._next_txn   # rows with ids from here on are not in SQLite yet
         self._next_entry = (c.execute("SELECT MAX(entry) FROM postings").fetchone()[0] or 0) + 1
         self._meta = dict(c.execute("SELECT key, value FROM meta"))
         self._settlements = {r[0]: Settlement(*r[:12], bool(r[12])) for r in c.execute(
@@ -442,29 +461,40 @@ class Ledger:
     def _exec(self, sql: str, params: Sequence[Any]) -> None:
         self._pending_sql.append((sql, tuple(params)))
 
-    def _take(self) -> tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]:
+    def _take(self) -> _Batch:
+        """Snapshot everything pending as SQL parameters and start a new buffer.
+
+        Rows first recorded since the previous take are plain INSERTs (cheaper than INSERT OR
+        REPLACE, and a duplicate id would fail the commit rather than overwrite); rows updated after
+        an earlier take are upserts.
+        """
         extra_at = _EXTRA_AT
         values_of = _ROW_VALUES
-        dumps = json.dumps
-        rows = []
+        dumps = _dumps
+        first_new = self._taken_upto
+        inserts: list[list[Any]] = []
+        upserts: list[list[Any]] = []
         for row in self._pending_rows.values():
             v = list(values_of(row))
             v[extra_at] = dumps(row.extra)
-            rows.append(v)
-        taken = (rows, self._pending_postings, self._pending_sql)
+            (inserts if row.id >= first_new else upserts).append(v)
+        self._taken_upto = self._next_txn
+        taken = ((inserts, upserts), self._pending_postings, self._pending_sql)
         self._pending_rows, self._pending_postings, self._pending_sql = {}, [], []
         return taken
 
-    def _stage(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
+    def _stage(self, batch: _Batch) -> None:
         """BEGIN and write ``batch`` into SQLite's page cache (CPU work, no I/O wait); raises after ROLLBACK."""
-        rows, postings, statements = batch
+        (inserts, upserts), postings, statements = batch
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             for sql, params in statements:
                 c.execute(sql, params)
-            if rows:
-                c.executemany(self._upsert_sql, rows)
+            if upserts:
+                c.executemany(self._upsert_sql, upserts)
+            if inserts:
+                c.executemany(self._insert_sql, inserts)
             if postings:
                 c.executemany("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
                               postings)
@@ -487,7 +517,7 @@ class Ledger:
                 c.execute("ROLLBACK")
             raise
 
-    def _write(self, batch: tuple[list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]) -> None:
+    def _write(self, batch: _Batch) -> None:
         """One SQLite transaction holding ``batch``; raises (after ROLLBACK) if it cannot commit."""
         with self._conn_lock:
             self._stage(batch)

@@ -118,7 +118,7 @@ class HostProtocol(asyncio.Protocol):
         body = frame[envelope.size:] if envelope is not None else frame
         if not msg.is_request:
             return
-        if host.needs_wait(msg):
+        if host.config.issuer_slow and host.needs_wait(msg):
             task = asyncio.get_running_loop().create_task(self._slow(msg, envelope, body))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)

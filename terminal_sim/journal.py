@@ -411,8 +411,8 @@ class Journal:
             "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan,"
             " f7, req_batch, stan_seq, request, reversal, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (tid, kind, mode, amount, masked if masked is not None else (mask_pan(pan) if pan else ""), entry,
-             self._batch, original, at, request.mti, stan, str(fields.get(7, "")), _batch_of(request, self._batch), seq, encode_fields(request),
-             "armed" if arm_reversal else "none", "pending" if advice else "none"))
+             self._batch, original, at, request.mti, stan, str(fields.get(7, "")), _batch_of(request, self._batch),
+             seq, encode_fields(request), "armed" if arm_reversal else "none", "pending" if advice else "none"))
         attempt = int(cur.lastrowid or 0)
         if arm_reversal:
             self._open_reversals.add(attempt)

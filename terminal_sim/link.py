@@ -54,8 +54,7 @@ class Link:
                                 " (iso87ascii, iso87binary, unionpay_pos)")
         self.wire = _wire(dialect)
         self.family: Family = family_of(self.spec if hasattr(self.spec, "family") else dialect)
-        self._fields = set(self.spec.fields)
-        self._sizes = {n: getattr(f, "max", None) for n, f in self.spec.fields.items()}
+        self._fields, self._sizes, self.unsupported = _tables(dialect)
         self._tmk = tmk
         from iso8583 import encode
         from iso8583.security import mac
@@ -69,7 +68,7 @@ class Link:
         # The terminal always sends the dialect's default envelope (TPDU / application header):
         # built once, not per message. Received envelopes are skipped, not parsed: the terminal
         # does not act on them, and parsing one costs more than decoding the message.
-        self._env_bytes = self.wire.envelope.build() if self.wire.envelope is not None else b""
+        self._env_bytes = _envelope_bytes(dialect)
         from iso8583 import decode
 
         self._decode = decode
@@ -152,6 +151,21 @@ def _load_spec(dialect: str) -> Any:
     from iso8583 import load_spec
 
     return load_spec(dialect)
+
+
+@functools.lru_cache(maxsize=32)
+def _tables(dialect: str) -> tuple[frozenset[int], dict[int, int | None], frozenset[int]]:
+    """(field numbers, their maximum lengths, the numbers 2..192 the dialect lacks) — per dialect, so
+    that building a Link (after every simulated power cut) costs no per-field work."""
+    fields = _load_spec(dialect).fields
+    numbers = frozenset(fields)
+    return numbers, {n: getattr(f, "max", None) for n, f in fields.items()}, frozenset(range(2, 193)) - numbers
+
+
+@functools.lru_cache(maxsize=32)
+def _envelope_bytes(dialect: str) -> bytes:
+    envelope = _wire(dialect).envelope
+    return envelope.build() if envelope is not None else b""
 
 
 @functools.lru_cache(maxsize=32)

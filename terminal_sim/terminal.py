@@ -143,9 +143,9 @@ class Terminal:
         self.family = link.family
         size = getattr(link, "field_size", None)
         self._f12_size = size(12) if size is not None else None
-        # The dialect's field numbers, when the link can say (filtering by set difference).
-        self._unsupported: frozenset[int] | None = (
-            frozenset(n for n in range(2, 193) if not link.supports(n)) if hasattr(link, "supports") else None)
+        # Field numbers the dialect lacks, when the link says (the real Link has them per dialect);
+        # otherwise requests are filtered with link.supports().
+        self._unsupported: frozenset[int] | None = getattr(link, "unsupported", None)
         self._bases: dict[tuple[TxnType, int], tuple[str, dict[int, Any]]] = {}
         self._keys: Any = None
         stored = journal.keys()

@@ -160,7 +160,10 @@ def _canonical(name: str) -> str:
 
 def compute(algorithm: str, key: KeyLike, data: bytes) -> bytes:
     """The 8-byte field 64/128 value for ``data`` under ``algorithm`` (a name or alias)."""
-    return ALGORITHMS[_canonical(algorithm)](key, bytes(data))
+    function = ALGORITHMS.get(algorithm)   # canonical names (what algorithm_for returns) go straight
+    if function is None:
+        function = ALGORITHMS[_canonical(algorithm)]
+    return function(key, bytes(data))
 
 
 def _spec_name(spec: Any) -> str | None:

@@ -49,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--tmk", help="terminal master key, hex (default: the TEST ONLY fixture TMK)")
     serve.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "OFF"),
                        help="SQLite durability: FULL survives power loss, NORMAL a process crash")
-    serve.add_argument("--commit", default="thread", choices=("thread", "inline"),
-                       help="group commit on a writer thread (default; the loop keeps serving during fsync) or inline")
+    serve.add_argument("--commit", default="auto", choices=("auto", "thread", "inline"),
+                       help="group commit on a writer thread (the loop keeps serving during the fsync) or inline;"
+                            " auto (default): thread with --synchronous FULL, inline otherwise (no fsync to overlap)")
     serve.add_argument("--slow-commit", type=float, default=0.0, metavar="SECONDS",
                        help="simulate a slow disk: each group commit takes this much longer (thread commit only)")
     serve.add_argument("--idle-timeout", type=float, default=300.0, help="close a silent connection after N s")
@@ -109,6 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
                         issuer_slow_delay=args.issuer_slow_delay,
                         **{name: True for name in args.switches})
     # serving: WAL checkpoints on their own thread, never inside a commit a response waits for
+    if args.commit == "auto":
+        args.commit = "thread" if args.synchronous == "FULL" or args.slow_commit else "inline"
     ledger = _open_ledger(args, args.synchronous, checkpoint="background")
     if args.slow_commit:
         if args.commit != "thread":

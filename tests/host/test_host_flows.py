@@ -314,3 +314,45 @@ def test_events_never_carry_a_clear_pan() -> None:
     host = make_host(events=events, config=HostConfig(rules=[MatchRule(f"block {PAN}", "05", pans=frozenset({PAN}))]))
     run(host.handle(sale(1, 100)))
     assert events and PAN not in repr(events)
+
+
+def test_background_checkpoints_keep_the_ledger_whole(tmp_path, monkeypatch) -> None:
+    """checkpoint="background" (what `host serve` uses): commits never checkpoint; the checkpointer
+    thread copies the WAL into the database file, and a reopened ledger has every committed sale."""
+    import sqlite3
+    import time
+
+    from host_msgs import Clock, sale
+
+    from host_sim import Host, Ledger, seed
+    from host_sim import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_INTERVAL", 0.02)
+    path = str(tmp_path / "host.db")
+    ledger = Ledger.open(path, checkpoint="background")
+    assert ledger.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    seed(ledger)
+    host = Host(ledger, "iso87ascii", clock=Clock(), commit="thread")
+
+    async def go():
+        return [await host.handle(sale(i, 100 + i, when=f"11231{i:05d}")) for i in range(1, 41)]
+
+    assert all(r[39] == "00" for r in asyncio.run(go()))
+    checkpointer = ledger._checkpointer
+    assert checkpointer is not None
+    seen = checkpointer.checkpoints
+    deadline = time.monotonic() + 5
+    while checkpointer.checkpoints < seen + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert checkpointer.checkpoints >= seen + 2
+    # while the ledger is still open, the database file alone (without its WAL) already holds every
+    # committed sale: commits do not checkpoint (wal_autocheckpoint=0), so the checkpointer copied them
+    copy = tmp_path / "copy.db"
+    copy.write_bytes((tmp_path / "host.db").read_bytes())
+    with sqlite3.connect(copy) as raw:
+        assert raw.execute("SELECT COUNT(*) FROM txns WHERE rc='00'").fetchone()[0] == 40
+    ledger.close()
+    reopened = Ledger.open(path)
+    assert sum(t.cardholder_debit for t in reopened.transactions()) == sum(100 + i for i in range(1, 41))
+    reopened.check_conservation()
+    reopened.close()

@@ -15,6 +15,9 @@ After `quiesce` (network healthy, power-up, flush): issuer net debit == approved
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hypothesis import settings
@@ -51,7 +54,7 @@ class TerminalMachine(RuleBasedStateMachine):
         self.fault: Any = None
         self.faulted = False
         self.host = FakeHost(self.link, fault=self._fault)
-        self.journal = Journal.open(":memory:")
+        self.journal = self._open_journal()
         self.printer = Printer()
         self.cut_at: str | None = None
         self.config = TerminalConfig(floor_limit=2000, reversal_max_tries=2, reversal_interval=3.0,
@@ -59,6 +62,9 @@ class TerminalMachine(RuleBasedStateMachine):
         self.term = self._terminal()
 
     # -- plumbing --------------------------------------------------------------------------------
+    def _open_journal(self) -> Journal:
+        return Journal.open(":memory:")
+
     def _terminal(self) -> Terminal:
         return Terminal(self.config, journal=self.journal, connector=self.host.connector(), printer=self.printer,
                         link=self.link, clock=clock_for(self.loop), on_step=self._hook)
@@ -185,6 +191,11 @@ class TerminalMachine(RuleBasedStateMachine):
             if rec.receipt_printed:
                 assert rec.outcome == "approved" and rec.receipt_outcome == "approved", rec
         assert len(used) == len(set(used)), "a STAN was used twice"
+        # What the journal keeps in memory instead of an index agrees with its tables.
+        records = self.journal.attempts()
+        assert self.journal.armed_reversals() == [r.attempt for r in records if r.reversal == "armed"]
+        assert [p.attempt for p in self.journal.pending_reversals()] == [
+            r.attempt for r in records if r.reversal == "pending"]
 
 
 class UnionPayTerminalMachine(TerminalMachine):
@@ -193,7 +204,24 @@ class UnionPayTerminalMachine(TerminalMachine):
     family = "unionpay"
 
 
+class FileJournalTerminalMachine(TerminalMachine):
+    """The same properties with the journal in a WAL file (exclusively locked, closed before it is
+    reopened at every power cut), as in simulations and on the command line."""
+
+    def _open_journal(self) -> Journal:
+        self._dir = Path(tempfile.mkdtemp(prefix="posfault-machine-"))
+        return Journal.open(self._dir / "terminal.db")
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
 TerminalMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=25, deadline=None)
 UnionPayTerminalMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=20, deadline=None)
+FileJournalTerminalMachine.TestCase.settings = settings(max_examples=20, stateful_step_count=20, deadline=None)
 TestTerminalMachine = TerminalMachine.TestCase
 TestUnionPayTerminalMachine = UnionPayTerminalMachine.TestCase
+TestFileJournalTerminalMachine = FileJournalTerminalMachine.TestCase

@@ -44,7 +44,7 @@ def _cards() -> dict[str, Any]:
     return load_cards()
 
 
-_TEMPLATES: dict[tuple[str, str], pathlib.Path] = {}
+_TEMPLATES: dict[str, pathlib.Path] = {}
 
 
 _flash_ids = itertools.count(1)
@@ -70,7 +70,7 @@ def _ledger_template(epoch: _dt.datetime) -> pathlib.Path:
 
     from .simulation import _ram_dir
 
-    key = (epoch.isoformat(), str(os.getpid()))
+    key = epoch.isoformat()   # forked campaign workers reuse their parent's (read-only) template
     path = _TEMPLATES.get(key)
     if path is None or not path.exists():
         directory = pathlib.Path(tempfile.mkdtemp(prefix="posfault-ledger-template-", dir=_ram_dir()))

@@ -151,7 +151,12 @@ class RunResult:
 
 # -- the simulation ----------------------------------------------------------------------------------
 class Simulation:
-    """One simulated shop counter: terminal, link with faults, host with its ledger, on virtual time."""
+    """One simulated shop counter: terminal, link with faults, host with its ledger, on virtual time.
+
+    ``storage`` is where journal and ledger live (:data:`STORAGE`): ``"memory"`` (the default unless
+    ``workdir`` is given) or ``"files"``; ``customer_gap`` is the virtual time before each purchase
+    made through :attr:`terminal`; ``capture_frames`` keeps the bytes a pcap needs.
+    """
 
     def __init__(self, seed: int = 0, dialect: str = "iso87ascii", terminal_profile: str = "correct", *,
                  host: Mapping[str, Any] | None = None, tid: str = DEFAULT_TID, workdir: str | None = None,

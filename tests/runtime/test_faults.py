@@ -391,3 +391,46 @@ def test_direct_link_traces_exactly_like_the_pumped_link(ending: str) -> None:
     direct, pumped = run("memory"), run("pumped")
     assert direct == pumped
     assert {e[0] for e in direct} >= {"recv", "deliver"}
+
+
+@pytest.mark.parametrize("misbehaviour", ["raw_halves", "bad_header", "too_large"])
+def test_direct_link_handles_a_misbehaving_side_like_the_pumped_link(misbehaviour: str) -> None:
+    """A side writing below the frame level — a frame in two raw halves, a header announcing more
+    than the stream will ever carry, a frame over the read limit — is handled (reassembled, or the
+    stream aborted as a reset) exactly as by the pumped link."""
+    def run(kind: str) -> tuple[list[tuple], list[str]]:
+        trace = Trace()
+        got: list[str] = []
+
+        async def main():
+            async with LINKS[kind](faults.FaultPlan(), trace, max_frame=64) as (term, host, _):
+                frame = msg("0200", 1)
+                wrapped = term.wrap(frame)
+                with contextlib.suppress(ChannelClosed):
+                    if misbehaviour == "raw_halves":
+                        await term.send_raw(wrapped[:7])
+                        await asyncio.sleep(1)
+                        await term.send_raw(wrapped[7:])
+                    elif misbehaviour == "bad_header":
+                        await term.send_raw(b"\xff\xff" + frame)
+                    else:
+                        await term.send(frame + b";99=" + b"x" * 80)
+                    await asyncio.sleep(1)
+                    await term.send(msg("0200", 2))
+                for _ in range(2):
+                    try:
+                        got.append(unpack(await host.recv(timeout=5))[11])
+                    except (TimeoutError, ChannelClosed) as exc:
+                        got.append(type(exc).__name__)
+                await asyncio.sleep(1)
+
+        run_on(kind, main)
+        keys = ("kind", "direction", "t", "size", "action", "detail", "raw")
+        return [tuple(str(e.get(k)) for k in keys) for e in trace.events], got
+
+    direct, pumped = run("memory"), run("pumped")
+    assert direct == pumped
+    if misbehaviour == "raw_halves":
+        assert direct[1] == ["000001", "000002"]
+    else:
+        assert "ChannelReset" in direct[1] or "ChannelClosed" in direct[1]

@@ -46,7 +46,7 @@ DIALECTS = ("iso87ascii", "iso87binary", "iso93ascii", "unionpay_pos")
 PROFILES = ("correct", "reversal_not_persisted", "no_reversal_on_timeout", "late_response_accepted",
             "offline_not_uploaded", "retransmit_new_stan", "print_before_commit")
 HOST_SWITCHES = ("lose_response_after_commit", "no_duplicate_detection", "ignore_unknown_reversal",
-                 "skip_payout_retries")
+                 "skip_payout_retries", "corrupt_response_mac")
 POWER_STEPS = ("before-send", "after-send", "after-response", "before-print", "after-print")
 #: The terminal of the first test merchant (fixtures/cards/merchants.toml); others select their merchant.
 DEFAULT_TID = "10000001"
@@ -128,6 +128,8 @@ class Scenario:
     dialect: str = "iso87ascii"
     terminal_profile: str = "correct"
     tid: str = "10000001"
+    #: MAC requests and responses (working keys from the sign-on); needed by MAC incidents.
+    mac: bool = False
     host: dict[str, Any] = field(default_factory=dict)
     incident: str = ""
     description: str = ""
@@ -151,7 +153,7 @@ class Scenario:
         head = data.get("scenario")
         if not isinstance(head, Mapping):
             raise ScenarioError(f"{where}: missing [scenario] table (with at least name = ...)")
-        _only(head, {"name", "incident", "description", "seed", "dialect", "terminal_profile", "tid"},
+        _only(head, {"name", "incident", "description", "seed", "dialect", "terminal_profile", "tid", "mac"},
               where, "[scenario]")
         name = _typed(head, "name", (str,), where, "[scenario]", required=True)
         dialect = _typed(head, "dialect", (str,), where, "[scenario]") or "iso87ascii"
@@ -164,6 +166,7 @@ class Scenario:
         tid = _typed(head, "tid", (str,), where, "[scenario]") or DEFAULT_TID
         if not (len(tid) == 8 and tid.isalnum()):
             raise ScenarioError(f"{where}: [scenario] tid = {tid!r}: expected 8 characters (field 41)")
+        mac = _typed(head, "mac", (bool,), where, "[scenario]") or False
         host = dict(data.get("host") or {})
         _only(host, set(HOST_SWITCHES), where, "[host]")
         for key, value in host.items():
@@ -174,7 +177,7 @@ class Scenario:
         if not steps:
             raise ScenarioError(f"{where}: no [[steps]]: a scenario needs at least one step (e.g. do = \"sale\")")
         return cls(name=name, steps=steps, faults=faults, seed=seed if seed is not None else 0,
-                   dialect=dialect, terminal_profile=profile, host=host, tid=tid,
+                   dialect=dialect, terminal_profile=profile, host=host, tid=tid, mac=mac,
                    incident=_typed(head, "incident", (str,), where, "[scenario]") or "",
                    description=_typed(head, "description", (str,), where, "[scenario]") or "",
                    expect=_expect(data.get("expect"), where), source=source)
@@ -189,6 +192,8 @@ class Scenario:
         head.update(seed=self.seed, dialect=self.dialect, terminal_profile=self.terminal_profile)
         if self.tid != DEFAULT_TID:
             head["tid"] = self.tid
+        if self.mac:
+            head["mac"] = True
         out: dict[str, Any] = {"scenario": head}
         if self.host:
             out["host"] = dict(self.host)

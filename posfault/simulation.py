@@ -574,7 +574,7 @@ def run_scenario(scenario: Scenario, *, seed: int | None = None, on_sim: Callabl
     """Replay ``scenario`` (optionally with another ``seed``) and compare with its expectation."""
     with Simulation(seed=scenario.seed if seed is None else seed, dialect=scenario.dialect,
                     terminal_profile=scenario.terminal_profile, host=scenario.host, tid=scenario.tid,
-                    capture_frames=capture_frames) as sim:
+                    capture_frames=capture_frames, mac=scenario.mac) as sim:
         for rule in scenario.faults:
             sim.faults.add(rule)
         for step in scenario.steps:

@@ -48,6 +48,9 @@ class TerminalConfig:
     #: Treat an approval that carries no MAC as untrustworthy (reverse it). Off by default because
     #: many hosts MAC only requests; a MAC that IS present is always verified.
     require_response_mac: bool = False
+    #: Response codes meaning "the host cannot verify our MAC" (UnionPay A0: our working keys are stale,
+    #: e.g. the host rotated them). The terminal drops its keys and signs on before the next transaction.
+    resign_on_rc: tuple[str, ...] = ("A0",)
     merchant_name: str = "POSFAULT TEST SHOP"
 
     def __post_init__(self) -> None:

@@ -237,6 +237,9 @@ class Terminal:
                                                          and is_approved(msg.get(39)))):
                 self._emit("mac_failed", mti=msg.mti, stan=msg.get(11))
                 return _Reply("bad_mac", msg)
+            if keys is not None and msg.get(39) in self.config.resign_on_rc:
+                self._emit("keys_rejected", mti=msg.mti, stan=msg.get(11), rc=msg.get(39))
+                self._keys = None          # the next transaction signs on first (auto_sign_on)
             return _Reply("ok", msg)
 
     async def _exchange(self, request: Message, timeout: float, *, mac: bool = True) -> _Reply:

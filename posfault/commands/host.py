@@ -180,6 +180,19 @@ async def _run(host: Any, args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    try:
+        await _serve_until(host, args, wire, stop, loop)
+    finally:
+        # Shutting down already: a second SIGTERM/SIGINT (a supervisor repeating itself) must neither
+        # hit the closed loop's wakeup fd nor kill the process before the ledger is closed.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+
+
+async def _serve_until(host: Any, args: argparse.Namespace, wire: Any, stop: asyncio.Event,
+                       loop: asyncio.AbstractEventLoop) -> None:
     if args.max_seconds is not None:
         loop.call_later(args.max_seconds, stop.set)
     loop.call_later(GC_FREEZE_INTERVAL, _gc_maintenance, host, loop)

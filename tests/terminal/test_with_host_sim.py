@@ -89,3 +89,26 @@ def test_lost_response_is_reversed_at_the_host(dialect: str) -> None:
         assert sum(t.cardholder_debit for t in ledger.transactions()) == 0
 
     run_virtual(main())
+
+
+def test_stale_working_keys_are_renewed_by_a_sign_on_after_a0() -> None:
+    """The host rotated the terminal's keys (another sign-on for the same TID): the next sale is
+    refused with A0 (MAC check failed) and debits nothing; the terminal signs on again by itself and
+    the sale after that is approved."""
+    async def main() -> None:
+        term, ledger = _pair("unionpay_pos")
+        events: list[dict] = []
+        term.events = events.append
+        assert (await term.sign_on()).approved
+        assert (await term.sale(1000, card=CARDS["mag-ok"])).approved
+        other = Terminal(TerminalConfig(dialect="unionpay_pos"), journal=Journal.open(":memory:"),
+                         connector=term.connector, clock=clock_for())
+        assert (await other.sign_on()).approved            # the host now holds new keys for 10000001
+        refused = await term.sale(2000, card=CARDS["mag-ok"])
+        assert not refused.approved and refused.rc == "A0"
+        assert any(e.get("kind") == "keys_rejected" for e in events)
+        again = await term.sale(3000, card=CARDS["mag-ok"])
+        assert again.approved, again
+        assert sum(t.cardholder_debit for t in ledger.transactions()) == 1000 + 3000
+
+    run_virtual(main())

@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from time import perf_counter
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -106,32 +108,83 @@ def run_loadgen(port: int, dialect: str, connections: int, count: int, run_id: i
         frames.append(out)
     latencies: list[float] = []
     responses: list[bytes] = []
+    header_size = prefix.size
 
-    async def one_connection(batch: list[bytes]) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for data in batch:
-                t0 = time.perf_counter()
-                writer.write(data)
-                header = await reader.readexactly(prefix.size)
-                body = await reader.readexactly(prefix.parse(header))
-                latencies.append(time.perf_counter() - t0)
-                responses.append(body)
-        finally:
-            writer.close()
+    class ClosedLoop(asyncio.Protocol):
+        """One connection: send a sale, read its whole answer, only then send the next.
+
+        A plain protocol rather than streams: the generator must not be what limits the figures
+        (streams cost it about twice the CPU per request on this box, taken from the server's core
+        share when both are busy). Latency runs from just before the write to the read completing
+        the answer."""
+
+        def __init__(self, batch: list[bytes], done: asyncio.Future[None]) -> None:
+            self.batch = batch
+            self.next = 0
+            self.done = done
+            self.buffer = b""
+            self.t0 = 0.0
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            self._send()
+
+        def _send(self) -> None:
+            assert self.transport is not None
+            if self.next == len(self.batch):
+                self.transport.close()
+                if not self.done.done():
+                    self.done.set_result(None)
+                return
+            data = self.batch[self.next]
+            self.next += 1
+            self.t0 = perf_counter()
+            self.transport.write(data)
+
+        def data_received(self, data: bytes) -> None:
+            buffer = self.buffer + data if self.buffer else data
+            if len(buffer) < header_size:
+                self.buffer = buffer
+                return
+            stop = header_size + prefix.parse(buffer[:header_size])
+            if len(buffer) < stop:
+                self.buffer = buffer
+                return
+            latencies.append(perf_counter() - self.t0)
+            responses.append(buffer[header_size:stop])
+            self.buffer = buffer[stop:]   # nothing, in a closed loop
+            self._send()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.done.done():
+                if self.next == len(self.batch) and len(self.buffer) == 0:
+                    self.done.set_result(None)
+                else:
+                    self.done.set_exception(ConnectionError(f"connection lost after {self.next} requests: {exc}"))
 
     async def main() -> float:
-        t0 = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(one_connection(b) for b in frames)), timeout=300)
-        return time.perf_counter() - t0
+        loop = asyncio.get_running_loop()
+        waits = []
+        t0 = perf_counter()
+        for batch in frames:
+            done: asyncio.Future[None] = loop.create_future()
+            await loop.create_connection(lambda b=batch, d=done: ClosedLoop(b, d), "127.0.0.1", port)
+            waits.append(done)
+        await asyncio.wait_for(asyncio.gather(*waits), timeout=300)
+        return perf_counter() - t0
 
+    cpu0 = time.process_time()
     elapsed = asyncio.run(main())
+    loadgen_cpu = time.process_time() - cpu0
     approved = sum(1 for body in responses if wire.unpack(body)[0].get(39) == "00")
     latencies.sort()
     print(json.dumps({
         "connections": connections, "requests": len(responses), "elapsed": elapsed,
         "tps": len(responses) / elapsed, "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, "approved": approved,
+        "loadgen_cpu_us": loadgen_cpu / max(1, len(responses)) * 1e6,
     }), flush=True)
 
 
@@ -166,6 +219,41 @@ def loadgen(port: int, dialect: str, connections: int, count: int, run_id: int) 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
+
+
+def print_stages(stages: dict[str, Any], counts: list[int], results: dict[int, dict[str, float]]) -> None:
+    """Where a request's time goes inside the server, per connection count: p50/p99 of each stage,
+    and the mean of each stage over the slowest 1 % of requests (by time in the server)."""
+    names = stages["stages"]
+    rows = [dict(zip(names, r)) for r in stages["requests"]]
+    spans = {
+        "read->process (earlier frames of the read)": ("arrival", "started"),
+        "process (decide, post in memory)": ("started", "staged"),
+        "staged->commit start (tick end, previous commit)": ("staged", "commit_started"),
+        "commit (stage SQL, COMMIT, fsync)": ("commit_started", "commit_done"),
+        "commit done->loop sees it (hand-off)": ("commit_done", "commit_seen"),
+        "loop sees commit->written (responses before it)": ("commit_seen", "written"),
+        "in server: read->written": ("arrival", "written"),
+    }
+    for conns in counts:
+        mine = [r for r in rows if r["connections"] >= max(1, conns * 0.9) and r["connections"] <= conns]
+        if not mine:
+            continue
+        commits = len({r["commit_started"] for r in mine})
+        total = sorted(mine, key=lambda r: r["written"] - r["arrival"])
+        slow = total[int(len(total) * 0.99):] or total[-1:]
+        client = results.get(conns, {})
+        print(f"posfault stages at {conns} connection(s): {len(mine)} requests, {len(mine) / commits:.1f} per group"
+              f" commit; client p50/p99 {client.get('p50_ms', float('nan')):.2f}/{client.get('p99_ms', float('nan')):.2f} ms")
+        print(f"  {'stage':<50} {'p50 ms':>7} {'p99 ms':>7} {'slowest 1% mean':>16}")
+        for label, (a, b) in spans.items():
+            values = sorted((r[b] - r[a]) * 1000 for r in mine)
+            slow_mean = sum((r[b] - r[a]) * 1000 for r in slow) / len(slow)
+            print(f"  {label:<50} {_pct(values, 0.5):>7.2f} {_pct(values, 0.99):>7.2f} {slow_mean:>16.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=20000, help="sales per run (default 20000)")
@@ -173,6 +261,8 @@ def main() -> int:
     parser.add_argument("--dialect", default="iso87ascii")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "OFF"),
                         help="ledger durability (default FULL: every commit fsynced)")
+    parser.add_argument("--stages", action="store_true",
+                        help="also print where posfault's time per request goes (server-side stage timestamps)")
     parser.add_argument("--loadgen", nargs=5, metavar=("PORT", "DIALECT", "CONNS", "COUNT", "RUN"), help=argparse.SUPPRESS)
     parser.add_argument("--peer-server", nargs=2, metavar=("DIALECT", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,7 +284,8 @@ def main() -> int:
             "posfault": [sys.executable, "-m", "posfault", "host", "serve", "--listen", "127.0.0.1:0", "--dialect",
                          args.dialect, "--ledger", str(db), "--cards", str(cards), "--synchronous", args.synchronous,
                          "--max-seconds", "900", "--max-connections", "512",
-                         "--commit", os.environ.get("BENCH_COMMIT", "auto")],
+                         "--commit", os.environ.get("BENCH_COMMIT", "auto")]
+                        + (["--timings", str(pathlib.Path(tmp) / "timings.json")] if args.stages else []),
             "peer": [sys.executable, __file__, "--peer-server", args.dialect, "900"],
         }
         for name, cmd in servers.items():
@@ -215,18 +306,21 @@ def main() -> int:
         committed = sum(1 for t in ledger.transactions() if t.approved and t.cardholder_debit == t.amount)
         ledger.check_conservation()
         ledger.close()
+        stages = json.loads((pathlib.Path(tmp) / "timings.json").read_text()) if args.stages else None
 
     print(f"host benchmark: {args.dialect}, sales over TCP 127.0.0.1, ledger SQLite WAL synchronous={args.synchronous}")
     print(f"{'server':<10} {'conns':>5} {'requests':>9} {'TPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'approved':>9}"
-          f" {'server CPU us/req':>18}")
+          f" {'server CPU us/req':>18} {'load gen CPU us/req':>20}")
     for name in ("posfault", "peer"):
         for conns, r in results[name].items():
             print(f"{name:<10} {conns:>5} {int(r['requests']):>9} {r['tps']:>9.0f} {r['p50_ms']:>8.2f} "
-                  f"{r['p99_ms']:>8.2f} {int(r['approved']):>9} {r['cpu_us']:>18.0f}")
+                  f"{r['p99_ms']:>8.2f} {int(r['approved']):>9} {r['cpu_us']:>18.0f} {r['loadgen_cpu_us']:>20.0f}")
     for conns in counts:
         p, q = results["posfault"][conns], results["peer"][conns]
         print(f"ratio posfault/peer at {conns} connection(s): TPS {p['tps'] / q['tps']:.2f}x, "
               f"p99 {p['p99_ms'] / q['p99_ms']:.2f}x")
+    if stages is not None:
+        print_stages(stages, counts, results["posfault"])
     print(f"ledger check: {approved} approvals answered, {committed} committed debits, conservation ok")
     if committed != approved:
         print("ERROR: an approval was answered that the ledger does not hold", file=sys.stderr)

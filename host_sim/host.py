@@ -19,6 +19,7 @@ import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from iso8583.mask import mask_pan, scrub_text
@@ -113,6 +114,11 @@ class Host:
         self._waiters: list[Any] = []   # futures or callbacks waiting for the group commit
         self._group_enabled = True
         self.stats = {"requests": 0, "responses": 0, "dropped": 0, "commits": 0}
+        # perf_counter() stamps of the latest group commit, for stage timings (HostServer(timings=...)):
+        # (commit started on the loop, COMMIT returned, the loop learnt of it)
+        self.last_commit: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self._writing_started = 0.0
+        self._writing_waiters: list[Any] = []
         ledger.on_rollback.append(self._on_rollback)
 
     # -- events ---------------------------------------------------------------------------------
@@ -149,10 +155,13 @@ class Host:
         waiters, self._waiters = self._waiters, []
         if not waiters:
             return
+        started = perf_counter()
         if self.commit_mode == "thread" and self.ledger.has_pending:
             loop = asyncio.get_running_loop()
             self._writing = self.ledger.commit_in_background(
                 lambda writing: loop.call_soon_threadsafe(self._written, waiters, writing))
+            self._writing_started = started
+            self._writing_waiters = waiters
             return
         try:
             self.ledger.commit()
@@ -160,10 +169,28 @@ class Host:
         except Exception as exc:  # the group is rolled back: nobody gets an answer
             _settle(waiters, exc)
             return
+        done = perf_counter()
+        self.last_commit = (started, done, done)
         _settle(waiters, None)
 
+    def poll_commit(self) -> None:
+        """Settle the background commit now if the writer thread has finished it.
+
+        A busy loop learns of a finished commit through ``call_soon_threadsafe`` only after the
+        current iteration — every ready connection's frames — which measured up to 4 ms at p99 on
+        50 connections, straight onto the response time. A front end calls this between frames:
+        the responses leave and the next group's commit starts as soon as the COMMIT returned.
+        """
+        writing = self._writing
+        if writing is not None and writing.done():
+            self._written(self._writing_waiters, writing)
+
     def _written(self, waiters: list[Any], writing: Any) -> None:
+        if self._writing is not writing:
+            return   # already settled by poll_commit
         self._writing = None
+        self._writing_waiters = []
+        self.last_commit = (self._writing_started, writing.done_at, perf_counter())
         self.ledger.writer_done(writing)
         self.stats["commits"] += 1
         _settle(waiters, writing.exception())

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from time import perf_counter
 from typing import Any
 
 from iso8583.mask import mask_pan
@@ -285,13 +286,14 @@ class _Pending:
     C-level lock release plus one callback.
     """
 
-    __slots__ = ("_lock", "error", "on_done")
+    __slots__ = ("_lock", "done_at", "error", "on_done")
 
     def __init__(self, on_done: Any = None) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
         self.error: BaseException | None = None
         self.on_done = on_done
+        self.done_at = 0.0   # perf_counter() when the writer thread finished (stage timings)
 
     def wait(self) -> None:
         """Block until the commit finished; raise its error if it failed."""
@@ -331,6 +333,7 @@ class _Writer:
                 fn()
             except BaseException as exc:  # handed to the event loop, which fails the waiting responses
                 pending.error = exc
+            pending.done_at = perf_counter()
             callback = pending.on_done
             pending._lock.release()
             if callback is not None:

@@ -14,12 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from iso8583.wire import Wire
 
 if TYPE_CHECKING:
     from .host import Host
+
+
+#: What ``HostServer(timings=[...])`` records per answered request (a debugging aid for the tail):
+#: connections open, then perf_counter() stamps: the read that delivered the frame, processing
+#: started (earlier frames of the same read came first), postings staged, group commit started on
+#: the loop, COMMIT returned (on the writer thread, if any), the loop learnt of it, response written.
+STAGES = ("connections", "arrival", "started", "staged", "commit_started", "commit_done", "commit_seen",
+          "written")
 
 
 class HostProtocol(asyncio.Protocol):
@@ -38,6 +47,8 @@ class HostProtocol(asyncio.Protocol):
         self.last_activity = 0.0
         self.idle: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.timings = server.timings
+        self.arrival = 0.0
 
     # -- connection lifecycle ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,6 +88,8 @@ class HostProtocol(asyncio.Protocol):
     # -- frames ----------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
+        if self.timings is not None:
+            self.arrival = perf_counter()
         buffer = self.buffer
         if buffer:
             buffer += data
@@ -84,6 +97,7 @@ class HostProtocol(asyncio.Protocol):
             buffer.clear()
         size = self.header_size
         end = len(data)
+        poll = self.host.poll_commit
         pos = 0
         while end - pos >= size:
             try:
@@ -100,6 +114,7 @@ class HostProtocol(asyncio.Protocol):
             if stop > end:
                 break
             self._frame(data[pos + size:stop])
+            poll()
             pos = stop
             if self.transport is None:
                 return
@@ -123,13 +138,19 @@ class HostProtocol(asyncio.Protocol):
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             return
+        timings = self.timings
+        started = perf_counter() if timings is not None else 0.0
         response = host.process(msg, body)
+        staged = perf_counter() if timings is not None else 0.0
 
         def committed(exc: BaseException | None) -> None:
             if exc is not None:
                 host._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), detail=type(exc).__name__)
                 return
             self._send(host.finish(msg, response), envelope)
+            if timings is not None:
+                timings.append((len(self.server.connections), self.arrival, started, staged, *host.last_commit,
+                                perf_counter()))
 
         host.after_commit(committed)
 
@@ -147,13 +168,16 @@ class HostServer:
     """Listens on ``address:port`` (127.0.0.1 by default; port 0 picks a free one)."""
 
     def __init__(self, host: Host, wire: Wire, *, address: str = "127.0.0.1", port: int = 0,
-                 idle_timeout: float | None = 300.0, max_connections: int = 256) -> None:
+                 idle_timeout: float | None = 300.0, max_connections: int = 256,
+                 timings: list[tuple[float, ...]] | None = None) -> None:
         self.host = host
         self.wire = wire
         self.address = address
         self.requested_port = port
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        #: if a list: one tuple of perf_counter() stamps per answered request, see :data:`STAGES`
+        self.timings = timings
         self.connections: set[HostProtocol] = set()
         self.refused = 0
         self._server: asyncio.Server | None = None

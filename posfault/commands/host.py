@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--idle-timeout", type=float, default=300.0, help="close a silent connection after N s")
     serve.add_argument("--max-connections", type=int, default=256)
     serve.add_argument("--max-seconds", type=float, default=None, help="stop after N seconds (bounded runs)")
+    serve.add_argument("--timings", metavar="FILE",
+                       help="debugging the tail: at exit write per-request stage timestamps (TCP) as JSON to FILE")
     serve.add_argument("--events", action="store_true", help="print host events (masked) as JSON lines on stderr")
     serve.set_defaults(func=_serve)
 
@@ -211,14 +213,20 @@ async def _serve_until(host: Any, args: argparse.Namespace, wire: Any, stop: asy
     from host_sim.tcp import serve_tcp
 
     address, port = _parse_listen(args.listen)
+    timings: list[tuple[float, ...]] | None = [] if args.timings else None
     server = await serve_tcp(host, wire, address, port, idle_timeout=args.idle_timeout,
-                             max_connections=args.max_connections)
+                             max_connections=args.max_connections, timings=timings)
     print(f"posfault host: serving {args.dialect} on {address}:{server.port} (ledger {args.ledger})", flush=True)
     try:
         await stop.wait()
     finally:
         await server.close()
         host.ledger.commit()
+        if timings is not None:
+            from host_sim.tcp import STAGES
+
+            with open(args.timings, "w", encoding="utf-8") as out:
+                json.dump({"stages": STAGES, "requests": timings}, out)
 
 
 def _settle(args: argparse.Namespace) -> int:

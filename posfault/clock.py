@@ -36,6 +36,8 @@ import datetime as _dt
 import heapq
 import random
 import selectors
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -168,6 +170,46 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._vtime
+
+    def run_until_complete(self, future: Any) -> Any:
+        """asyncio's, for a coroutine outside debug mode without its stop callback: the simulation
+        facade runs one coroutine per call (each sale), and asyncio's way — a done callback that
+        calls ``stop()`` — costs a handle and a loop turn per call. Same turns otherwise: once the
+        task is done, the callbacks already ready run in one last turn (as with the stop callback),
+        then it returns; ``loop.stop()`` from inside still ends the run early."""
+        if self._debug or not asyncio.iscoroutine(future):
+            return super().run_until_complete(future)
+        self._check_closed()
+        self._check_running()   # type: ignore[attr-defined]
+        task = self.create_task(future)
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # as asyncio does for its own task
+        old_hooks = sys.get_asyncgen_hooks()
+        try:
+            self._thread_id = threading.get_ident()  # type: ignore[attr-defined]
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+                                   finalizer=self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
+            asyncio.events._set_running_loop(self)
+            run_once = self._run_once
+            while True:
+                run_once()
+                if self._stopping:
+                    break
+                if task.done():
+                    self._stopping = True   # the turn asyncio's stop callback would take
+                    run_once()
+                    break
+        except BaseException:
+            if task.done() and not task.cancelled():
+                task.exception()   # consumed, as asyncio does: the caller gets it raised instead
+            raise
+        finally:
+            self._stopping = False
+            self._thread_id = None  # type: ignore[attr-defined]
+            asyncio.events._set_running_loop(None)
+            sys.set_asyncgen_hooks(*old_hooks)
+        if not task.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return task.result()
 
     def _run_once(self) -> None:
         """One iteration, as asyncio's, minus what a pure in-memory simulation never needs: no

@@ -96,6 +96,10 @@ class MemoryChannel(Channel):
             self._timer = loop.call_at(flight[0][0], self._flush)
 
     async def send(self, frame: bytes) -> None:
+        self.send_nowait(frame)
+
+    def send_nowait(self, frame: bytes) -> None:
+        """:meth:`send` without the coroutine: a memory pipe never waits to send."""
         if self._closed:
             raise ChannelClosed(f"{self.name}: send on a closed channel")
         peer = self.peer

@@ -90,6 +90,11 @@ class _End(MemoryChannel):
         return frames.popleft()
 
     async def send(self, frame: bytes) -> None:
+        self.send_nowait(frame)
+
+    def send_nowait(self, frame: bytes) -> None:
+        """:meth:`send` without the coroutine: nothing here ever waits (the host answers from a
+        commit callback with it)."""
         if self._closed:
             raise ChannelClosed(f"{self.name}: send on a closed channel")
         link = self._link

@@ -285,6 +285,7 @@ def main() -> int:
                          args.dialect, "--ledger", str(db), "--cards", str(cards), "--synchronous", args.synchronous,
                          "--max-seconds", "900", "--max-connections", "512",
                          "--commit", os.environ.get("BENCH_COMMIT", "auto")]
+                        + os.environ.get("BENCH_SERVE_ARGS", "").split()
                         + (["--timings", str(pathlib.Path(tmp) / "timings.json")] if args.stages else []),
             "peer": [sys.executable, __file__, "--peer-server", args.dialect, "900"],
         }

@@ -25,6 +25,7 @@ import datetime as _dt
 import hashlib
 import json
 import operator
+import os
 import queue
 import sqlite3
 import threading
@@ -446,6 +447,54 @@ class Ledger:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             ledger._checkpointer = _Checkpointer(path, synchronous.upper())
         return ledger
+
+    def preallocate_wal(self, size: int) -> bool:
+        """Give the WAL ``size`` bytes of written zeros, so that commits overwrite it in place.
+
+        Why: with ``synchronous=FULL`` every COMMIT ends in an fdatasync of the WAL. While the WAL
+        grows — and under steady load it never restarts, the background checkpoint cannot catch up
+        with a writer that keeps appending — each fdatasync must also journal the new file size (an
+        ext4 journal commit, queued behind every other process's fsyncs): measured here, COMMIT of
+        a 25-sale group p50 0.6-0.7 ms, p99 1.3-2.3 ms; overwriting preallocated blocks 0.3-0.4 ms,
+        p99 0.5-1.0 ms. Zeros are real writes, not ``fallocate`` (unwritten extents would be
+        converted, and journaled, on first write).
+
+        Safe for recovery: SQLite reads WAL frames only up to the first one whose salt or checksum
+        does not match, and a zero header is no WAL at all — exactly as with the stale frames a
+        restarted WAL leaves behind. Done only when the WAL is empty after a TRUNCATE checkpoint and
+        under the write lock (BEGIN IMMEDIATE), so no other connection is writing frames meanwhile;
+        returns False (and changes nothing) otherwise, e.g. while another process reads the ledger.
+        The file shrinks back when the last connection closes (SQLite deletes the WAL).
+        """
+        if size <= 0 or self.path == ":memory:" or self.path.startswith("file:"):
+            return False
+        self.flush_writes()
+        self._wait_writer()
+        c = self.conn
+        with self._conn_lock:
+            busy, log, _ = c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy or log:
+                return False
+            wal = self.path + "-wal"
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                try:
+                    fd = os.open(wal, os.O_WRONLY)
+                except FileNotFoundError:
+                    return False
+                try:
+                    if os.fstat(fd).st_size != 0:
+                        return False
+                    chunk = bytes(min(size, 1 << 20))
+                    written = 0
+                    while written < size:
+                        written += os.write(fd, chunk[:size - written])
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            finally:
+                c.execute("ROLLBACK")
+        return True
 
     def close(self) -> None:
         """Commit nothing more: uncommitted steps are dropped (as in a crash); waits for the writer."""

@@ -11,6 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from iso8583.channels import ChannelClosed
+from iso8583.wire import Wire
+
+from .security_glue import spec_of
+
 if TYPE_CHECKING:
     from .host import Host
 
@@ -20,11 +25,6 @@ _WIRES: dict[int, tuple[Any, Any]] = {}
 
 
 async def serve_channel(host: Host, channel: Any) -> None:
-    from iso8583.channels import ChannelClosed  # type: ignore[attr-defined]
-    from iso8583.wire import Wire  # type: ignore[import-not-found]
-
-    from .security_glue import spec_of
-
     spec = spec_of(host)
     cached = _WIRES.get(id(spec))
     if cached is None or cached[0] is not spec:

@@ -126,7 +126,7 @@ _PIN_AND_KEY: tuple[Any, Any] | None = None
 
 def _pin_and_key() -> tuple[Any, Any]:
     """``iso8583.security.pin`` and ``Key``, imported on first use (cryptography loads only when a
-    host meets a PIN) and then kept: an import statement per request costs ~10 µs."""
+    host meets a PIN) and then kept: an import statement per request costs a few µs."""
     global _PIN_AND_KEY
     if _PIN_AND_KEY is None:
         from iso8583.security import pin

@@ -63,7 +63,7 @@ class Link:
 
         self._encode = encode
         self._mac = mac
-        self._pinmod = pinmod   # bound once: an import statement per PIN entry costs ~10 µs
+        self._pinmod = pinmod   # bound once: an import statement per PIN entry costs a few µs
         self._mac_algorithm = mac.algorithm_for(self.spec, mac_algorithm)
         self._pin_format = pin_format
         self._rng = rng

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dis
 import os
 import shutil
 import signal
@@ -81,10 +82,25 @@ COMPONENTS = (
 )
 
 
+_RESUME = dis.opmap["RESUME"]
+
+
 def _component(frame: Any) -> str | None:
-    """The component of a sampled stack, or None if it is not inside a timed sale."""
+    """The component of a sampled stack, or None if it is not inside a timed sale.
+
+    CPython runs a signal handler only at its next check, on entering a function (``RESUME``) or
+    on a loop's back edge: a tick that fell in a C call (an SQLite statement, a cipher, a garbage
+    collection) is seen at the entry of the *next* Python function called. So a sample taken on a
+    ``RESUME`` is credited to the frame below it (the one that made the call or the C work);
+    crediting it to the function being entered put, for example, the journal's SQLite time on
+    whatever codec helper the terminal called next.
+    """
     found = None
     inside = False
+    code = frame.f_code
+    lasti = frame.f_lasti
+    if frame.f_back is not None and 0 <= lasti < len(code.co_code) and code.co_code[lasti] == _RESUME:
+        frame = frame.f_back
     while frame is not None:
         code = frame.f_code
         if found is None:

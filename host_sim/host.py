@@ -54,6 +54,7 @@ from .ledger import (
     payable_account,
 )
 from .rules import RuleContext, evaluate
+from .serve import serve_channel
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -868,7 +869,6 @@ class Host:
         Requests on a connection are handled concurrently, as a real host would (a slow issuer
         does not hold up an echo); each response goes out after its postings are committed.
         """
-        from .serve import serve_channel
         await serve_channel(self, channel)
 
 

@@ -121,13 +121,26 @@ def stamp_mac(host: Any, response: Message, keys: dict[str, str], *, corrupt: bo
     return mac.stamp(response, spec_of(host), Key(key))
 
 
+_PIN_AND_KEY: tuple[Any, Any] | None = None
+
+
+def _pin_and_key() -> tuple[Any, Any]:
+    """``iso8583.security.pin`` and ``Key``, imported on first use (cryptography loads only when a
+    host meets a PIN) and then kept: an import statement per request costs a few µs."""
+    global _PIN_AND_KEY
+    if _PIN_AND_KEY is None:
+        from iso8583.security import pin
+        from iso8583.security.keys import Key
+
+        _PIN_AND_KEY = (pin, Key)
+    return _PIN_AND_KEY
+
+
 def verify_pin(host: Any, msg: Message, pan: str, card: Card, keys: dict[str, str] | None) -> PinCheck:
     """Decrypt field 52 with the terminal's PIN key and compare with the card's PIN verification value."""
     if not keys:
         return "no_keys"
-    from iso8583.security import pin
-    from iso8583.security.keys import Key
-
+    pin, Key = _pin_and_key()
     block = msg.get(52)
     if isinstance(block, str):
         try:

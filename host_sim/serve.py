@@ -11,6 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from iso8583.channels import ChannelClosed
+from iso8583.wire import Wire
+
+from .security_glue import spec_of
+
 if TYPE_CHECKING:
     from .host import Host
 
@@ -20,21 +25,18 @@ _WIRES: dict[int, tuple[Any, Any]] = {}
 
 
 async def serve_channel(host: Host, channel: Any) -> None:
-    from iso8583.channels import ChannelClosed  # type: ignore[attr-defined]
-    from iso8583.wire import Wire  # type: ignore[import-not-found]
-
-    from .security_glue import spec_of
-
     spec = spec_of(host)
     cached = _WIRES.get(id(spec))
     if cached is None or cached[0] is not spec:
         # a Wire is immutable once built: one per spec serves every connection (a new one cost
         # ~6 µs per connection, and the simulated terminal opens one connection per sale)
+        if len(_WIRES) >= 32:   # hosts built on many distinct spec objects (tests): stay bounded
+            _WIRES.clear()
         cached = _WIRES[id(spec)] = (spec, Wire(spec))
     wire = cached[1]
     tasks: set[asyncio.Task[None]] = set()
-    gate = asyncio.Semaphore(MAX_IN_FLIGHT)
-    send_lock = asyncio.Lock()
+    gate: asyncio.Semaphore | None = None       # created with the first request task
+    send_lock: asyncio.Lock | None = None
     # Channels that can send without waiting (in-memory ends) get each request handled with no
     # task of its own: decoded and processed as it arrives, answered from the group commit's
     # callback (Host.after_commit) — what awaiting Host.handle does, minus a task, a future and
@@ -55,11 +57,13 @@ async def serve_channel(host: Host, channel: Any) -> None:
             if response is None or channel.closed:
                 return
             out = wire.pack(response, envelope.reply() if envelope is not None else None)
+            assert send_lock is not None
             async with send_lock:
                 await channel.send(out)
         except ChannelClosed:
             pass
         finally:
+            assert gate is not None
             gate.release()
 
     def inline(frame: bytes) -> bool:
@@ -109,6 +113,8 @@ async def serve_channel(host: Host, channel: Any) -> None:
                 break
             if send_nowait is not None and inline(frame):
                 continue
+            if gate is None:
+                gate, send_lock = asyncio.Semaphore(MAX_IN_FLIGHT), asyncio.Lock()
             await gate.acquire()
             task = asyncio.create_task(one(frame))
             tasks.add(task)

@@ -2,12 +2,16 @@
 
     python3 benchmarks/host.py                       # 1 and 50 connections, 20,000 sales each
     python3 benchmarks/host.py --count 5000 --connections 1,10,50 --synchronous NORMAL
+    python3 benchmarks/host.py --connections 50 --stages   # + where the time goes inside the server
+    BENCH_COMMIT=thread BENCH_SERVE_ARGS="--wal-preallocate=0" python3 benchmarks/host.py   # A/B a serve option
 
 Each server runs in its own process (``posfault host serve`` with its SQLite ledger; the peer is a
 minimal asyncio host using the same codec but no ledger) and the load generator in another, so the
 figures include the real TCP path, framing, codec and — for posfault — the group-committed ledger:
 a response leaves only after the COMMIT holding its posting. Each connection sends sales one after
-another (request, wait for the response, next), a bounded count; the run stops by itself.
+another (request, wait for the response, next), a bounded count; the run stops by itself. The load
+generator is one process of plain asyncio protocols (its own CPU per request is printed: it must not
+be what limits the figures); the same generator drives both servers.
 
 Printed per server and connection count: TPS, p50 and p99 latency, approvals; then the ratio
 posfault/peer. After the run the ledger is reopened: every approved response must be a committed

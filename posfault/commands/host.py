@@ -119,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.commit == "auto":
         # inline even with FULL: measured in alternating runs on the shared 2-core box (with the WAL
         # preallocated), the fsync blocking the loop for ~0.4 ms costs less than the writer thread
-        # waiting for a CPU and the GIL (its commit stage p99 4-7 ms vs 1.2-3 ms inline)
+        # waiting for a CPU and the GIL (its commit stage p99 4-7 ms vs 1.2-3.4 ms inline in 5 of 6 runs)
         args.commit = "thread" if args.slow_commit else "inline"
     ledger = _open_ledger(args, args.synchronous, checkpoint="background")
     if args.wal_preallocate and args.synchronous == "FULL":

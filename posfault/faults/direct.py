@@ -31,8 +31,8 @@ from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, Cha
 from iso8583.channels.memory import MemoryChannel
 from iso8583.framing import DEFAULT_MAX_FRAME, Deframer, FrameTooLarge, FramingError, LengthPrefix
 
-from .link import FaultLink
-from .rules import TO_HOST, TO_TERMINAL, Decision, Delivery, FaultPlan
+from .link import FaultLink, decide_and_record
+from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
 
 __all__ = ["DirectLink", "direct_pipe"]
 
@@ -345,25 +345,7 @@ class DirectLink(FaultLink):
             else:
                 outbox.put(Delivery(0.0, frame))
             return
-        peek = self._peeker(frame)
-        try:
-            decision = self.plan.decide(direction, frame, self._loop.time(), peek=peek, wrap=dst.wrap,
-                                        repack=self._repack)
-        except Exception as exc:  # a broken rule must not kill the link: forward and report
-            self._emit("error", direction, None, detail=f"fault plan failed: {type(exc).__name__}: {exc}")
-            decision = Decision(deliveries=[Delivery(0.0, frame)])
-        action = decision.action
-        counts = self.counts
-        counts[action] = counts.get(action, 0) + 1
-        record = self._record
-        if record is not None:
-            event = {"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
-                     "conn": self.conn, "size": len(frame), "action": action, "frame": frame}
-            if decision.fired:
-                event["rules"] = [r.label for r in decision.fired]
-                if self.wire is not None and peek().mti:
-                    event["mti"] = peek().mti
-            record(event)
+        decision = decide_and_record(self, direction, frame, self._loop.time(), dst.wrap, self._repack)
         if decision.reset:
             self._abort(direction, "fault rule")
             return

@@ -107,6 +107,35 @@ class _Outbox:
             self.writer.cancel()
 
 
+def decide_and_record(link: Any, direction: str, frame: bytes, now: float, wrap: Any,
+                      repack: Callable[..., bytes] | None) -> Decision:
+    """Ask ``link.plan`` what to do with one whole frame and record the "recv" event.
+
+    Shared by the pumped :class:`FaultLink` and the task-free ``DirectLink`` so that both decide and
+    trace identically (the parity tests compare their traces). A rule that raises must not kill the
+    link: the frame is forwarded and the failure reported as an "error" event.
+    """
+    peek = link._peeker(frame)
+    try:
+        decision = link.plan.decide(direction, frame, now, peek=peek, wrap=wrap, repack=repack)
+    except Exception as exc:
+        link._emit("error", direction, None, detail=f"fault plan failed: {type(exc).__name__}: {exc}")
+        decision = Decision(deliveries=[Delivery(0.0, frame)])
+    action = decision.action
+    counts = link.counts
+    counts[action] = counts.get(action, 0) + 1
+    record = link._record
+    if record is not None:
+        event = {"actor": "net", "kind": "recv", "link": link.name, "direction": direction,
+                 "conn": link.conn, "size": len(frame), "action": action, "frame": frame}
+        if decision.fired:
+            event["rules"] = [r.label for r in decision.fired]
+            if link.wire is not None and peek().mti:
+                event["mti"] = peek().mti
+        record(event)
+    return decision
+
+
 class FaultLink:
     """Pump frames between ``terminal`` and ``host`` through ``plan``; ``await link.run()``.
 
@@ -196,10 +225,8 @@ class FaultLink:
     async def _pump(self, direction: str, src: Channel, dst: Channel) -> str:
         outbox = self._outboxes[direction]
         loop = asyncio.get_running_loop()
-        plan = self.plan
         wire = self.wire
         repack = wire.pack if wire is not None else None
-        counts = self.counts
         while True:
             try:
                 frame = await src.recv()
@@ -210,23 +237,7 @@ class FaultLink:
             except (ChannelError, FramingError) as exc:
                 self._emit("error", direction, None, detail=f"{src.name}: {exc}")
                 return "error"
-            peek = self._peeker(frame)
-            try:
-                decision = plan.decide(direction, frame, loop.time(), peek=peek, wrap=dst.wrap, repack=repack)
-            except Exception as exc:  # a broken rule must not kill the link: forward and report
-                self._emit("error", direction, None, detail=f"fault plan failed: {type(exc).__name__}: {exc}")
-                decision = Decision(deliveries=[Delivery(0.0, frame)])
-            action = decision.action
-            counts[action] = counts.get(action, 0) + 1
-            record = self._record
-            if record is not None:
-                event = {"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
-                         "conn": self.conn, "size": len(frame), "action": action, "frame": frame}
-                if decision.fired:
-                    event["rules"] = [r.label for r in decision.fired]
-                    if wire is not None and peek().mti:
-                        event["mti"] = peek().mti
-                record(event)
+            decision = decide_and_record(self, direction, frame, loop.time(), dst.wrap, repack)
             if decision.reset:
                 return "fault-reset"
             deliveries = decision.deliveries

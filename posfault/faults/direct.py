@@ -31,7 +31,7 @@ from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, Cha
 from iso8583.channels.memory import MemoryChannel
 from iso8583.framing import DEFAULT_MAX_FRAME, Deframer, FrameTooLarge, FramingError, LengthPrefix
 
-from .link import FaultLink, decide_and_record
+from .link import FaultLink, decide_and_record, record_delivery
 from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
 
 __all__ = ["DirectLink", "direct_pipe"]
@@ -374,16 +374,7 @@ class DirectLink(FaultLink):
             self._emit("undeliverable", direction, data, detail=str(error), raw=raw)
             return False
         if self._record is not None:
-            event = {"actor": "net", "kind": "deliver", "link": self.name, "direction": direction,
-                     "conn": self.conn, "size": len(data)}
-            if raw:
-                event["raw"] = True
-                event["wire_bytes"] = data
-            else:
-                event["frame"] = data
-            if note:
-                event["note"] = note
-            self._record(event)
+            record_delivery(self, direction, data, raw, note)
         return True
 
     # -- the end of the connection ----------------------------------------------------------------------

@@ -136,6 +136,20 @@ def decide_and_record(link: Any, direction: str, frame: bytes, now: float, wrap:
     return decision
 
 
+def record_delivery(link: Any, direction: str, data: bytes, raw: bool, note: str) -> None:
+    """Record the "deliver" event of bytes ``link`` handed to the receiving end (both link kinds)."""
+    event = {"actor": "net", "kind": "deliver", "link": link.name, "direction": direction,
+             "conn": link.conn, "size": len(data)}
+    if raw:
+        event["raw"] = True
+        event["wire_bytes"] = data  # exactly as written, header included (or not)
+    else:
+        event["frame"] = data       # the channel adds its length header
+    if note:
+        event["note"] = note
+    link._record(event)
+
+
 class FaultLink:
     """Pump frames between ``terminal`` and ``host`` through ``plan``; ``await link.run()``.
 
@@ -200,16 +214,7 @@ class FaultLink:
             self._emit("undeliverable", direction, data, detail=str(exc), raw=raw)
             return False
         if self._record is not None:
-            event = {"actor": "net", "kind": "deliver", "link": self.name, "direction": direction,
-                     "conn": self.conn, "size": len(data)}
-            if raw:
-                event["raw"] = True
-                event["wire_bytes"] = data  # exactly as written, header included (or not)
-            else:
-                event["frame"] = data       # the channel added its length header
-            if note:
-                event["note"] = note
-            self._record(event)
+            record_delivery(self, direction, data, raw, note)
         return True
 
     def _peeker(self, frame: bytes) -> Callable[[], Peek]:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from ..errors import ISO8583Error
-from ..framing import DEFAULT_MAX_FRAME, LengthPrefix, length_prefix
+from ..framing import DEFAULT_MAX_FRAME, Deframer, FramingError, LengthPrefix, length_prefix
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
@@ -76,6 +76,24 @@ class Inbox:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def feed(self, deframer: Deframer, data: bytes) -> int | None:
+        """Run stream bytes through ``deframer`` and queue every whole frame; the frames count.
+
+        On a framing error the frames completed before the bad bytes are still queued, then the inbox
+        fails with that error (the reader gets the good frames first) and None is returned, so the
+        channel can close its transport. One place for the rule every stream channel follows.
+        """
+        try:
+            frames = deframer.feed(data)
+        except FramingError as exc:
+            for frame in getattr(exc, "frames", ()):
+                self.put(frame)
+            self.fail(exc, discard=False)
+            return None
+        for frame in frames:
+            self.put(frame)
+        return len(frames)
 
     def _wake(self) -> None:
         waiter = self._waiter

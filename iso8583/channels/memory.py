@@ -47,15 +47,7 @@ class MemoryChannel(Channel):
         if raw or (deframer is not None and deframer.buffered):
             if deframer is None:
                 deframer = self._deframer = Deframer(self.prefix, self.max_frame)
-            try:
-                frames = deframer.feed(item if raw else self.prefix.wrap(item))
-            except FramingError as exc:
-                for frame in getattr(exc, "frames", ()):
-                    self.inbox.put(frame)
-                self.inbox.fail(exc, discard=False)
-                return
-            for frame in frames:
-                self.inbox.put(frame)
+            self.inbox.feed(deframer, item if raw else self.prefix.wrap(item))
             return
         if len(item) > self.max_frame:
             self.inbox.fail(FrameTooLarge(len(item), self.max_frame))

@@ -30,7 +30,6 @@ from ..framing import (
     DEFAULT_MAX_FRAME,
     NAK,
     Deframer,
-    FramingError,
     SerialAck,
     SerialBadFrame,
     SerialDeframer,
@@ -158,16 +157,9 @@ class SerialChannel(Channel):
 
     def _feed(self, data: bytes) -> None:
         if self._deframer is not None:
-            try:
-                frames = self._deframer.feed(data)
-            except FramingError as exc:
-                for frame in getattr(exc, "frames", ()):
-                    self.inbox.put(frame)
-                self.inbox.fail(exc, discard=False)
-                return
-            for frame in frames:
-                self.stats["frames_in"] += 1
-                self.inbox.put(frame)
+            count = self.inbox.feed(self._deframer, data)
+            if count:
+                self.stats["frames_in"] += count
             return
         assert self._stx_deframer is not None
         for event in self._stx_deframer.feed(data):

@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 
-from ..framing import DEFAULT_MAX_FRAME, Deframer, FramingError, LengthPrefix
+from ..framing import DEFAULT_MAX_FRAME, Deframer, LengthPrefix
 from .base import Channel, ChannelClosed, ChannelError, ChannelReset
 
 __all__ = ["TcpChannel", "TcpServer", "connect", "serve"]
@@ -44,19 +44,12 @@ class _FrameProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         ch = self.channel
         ch.bytes_received += len(data)
-        try:
-            frames = self.deframer.feed(data)
-        except FramingError as exc:
-            for frame in getattr(exc, "frames", ()):
-                ch.inbox.put(frame)
-            ch.inbox.fail(exc, discard=False)
+        inbox = ch.inbox
+        if inbox.feed(self.deframer, data) is None:   # framing error: good frames queued, then the error
             ch._closed = True
             if self.transport is not None:
                 self.transport.abort()
             return
-        inbox = ch.inbox
-        for frame in frames:
-            inbox.put(frame)
         if len(inbox) >= ch.max_queue and not self._paused_reading and self.transport is not None:
             self._paused_reading = True
             self.transport.pause_reading()

@@ -856,10 +856,33 @@ class Ledger:
         self._next_entry += 1
         return entry
 
+    def transfer(self, kind: str, txn: int | None, source: str, target: str, amount: int, at: str) -> int:
+        """:meth:`post` of the two-legged entry ``source -amount, target +amount`` (balanced by
+        construction), in that posting order; ``at`` is ISO text. Returns the entry number."""
+        entry = self._next_entry
+        if amount:
+            pending = self._pending_postings
+            pending.append((entry, txn, kind, source, -amount, at))
+            pending.append((entry, txn, kind, target, amount, at))
+        balances = self._balances
+        balances[source] = balances.get(source, 0) - amount
+        balances[target] = balances.get(target, 0) + amount
+        self._next_entry = entry + 1
+        return entry
+
+    def reversal_at(self, key: tuple[str, str, str]) -> ReversalRow | None:
+        """:meth:`reversal` by the key's ``(tid, stan, ref)`` tuple."""
+        return self._reversals.get(key)
+
     # -- transactions (requests) -------------------------------------------------------------------
     def find(self, key: TxnKey) -> TxnRow | None:
         """The first request recorded under ``key`` (its duplicates are separate rows when detection is off)."""
         txn_id = self._by_key.get((key.tid, key.stan, key.ref))
+        return None if txn_id is None else self._txns[txn_id]
+
+    def find_at(self, key: tuple[str, str, str]) -> TxnRow | None:
+        """:meth:`find` by the key's ``(tid, stan, ref)`` tuple (the hot path has it, not a TxnKey)."""
+        txn_id = self._by_key.get(key)
         return None if txn_id is None else self._txns[txn_id]
 
     def find_fingerprint(self, fingerprint: str) -> TxnRow | None:
@@ -883,6 +906,18 @@ class Ledger:
         row = TxnRow(self._next_txn, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch,
                      status, cardholder_debit, hold, merchant_credit, original, reversed_at, settlement,
                      created_at, dup_of, day)
+        self._pending_rows[row.id] = row
+        self._next_txn += 1
+        self._index(row)
+        return row
+
+    def record_new(self, tid: str, stan: str, ref: str, kind: str, mti: str, mid: str, pan: str, amount: int,
+                   rc: str, extra: dict[str, Any], fingerprint: str, batch: str, status: str, cardholder_debit: int,
+                   hold: int, merchant_credit: int, created_at: str, day: str, dup_of: int | None) -> TxnRow:
+        """:meth:`record` with positional arguments and no original/reversal/settlement (a new request):
+        the host's per-sale path, where 20 keyword arguments cost more than the row itself."""
+        row = TxnRow(self._next_txn, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch,
+                     status, cardholder_debit, hold, merchant_credit, None, None, None, created_at, dup_of, day)
         self._pending_rows[row.id] = row
         self._next_txn += 1
         self._index(row)

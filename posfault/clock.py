@@ -62,6 +62,8 @@ _CoroutineType = types.CoroutineType
 _get_running_loop = asyncio.events._get_running_loop
 _read_debug = operator.attrgetter("_debug")
 _read_vtime = operator.attrgetter("_vtime")
+_Handle = asyncio.Handle
+_TimerHandle = asyncio.TimerHandle
 
 _MIN_SCHEDULED_TIMER_HANDLES = _base_events._MIN_SCHEDULED_TIMER_HANDLES
 _MIN_CANCELLED_FRACTION = _base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
@@ -183,6 +185,24 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             self._after_current.append((callback, args, None))
         else:
             self.call_soon(callback, *args)
+
+    # asyncio's call_soon/call_at, outside debug mode, without the helper calls (a task made, a
+    # commit scheduled, a response timeout armed: several per sale). Same handles, same order.
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
+        if self._debug or self._closed:  # type: ignore[attr-defined]
+            return super().call_soon(callback, *args, context=context)
+        handle = _Handle(callback, args, self, context)
+        self._ready.append(handle)  # type: ignore[attr-defined]
+        return handle
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
+                context: Any = None) -> asyncio.TimerHandle:
+        if when is None or self._debug or self._closed:  # type: ignore[attr-defined]
+            return super().call_at(when, callback, *args, context=context)
+        timer = _TimerHandle(when, callback, args, self, context)
+        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
+        timer._scheduled = True
+        return timer
 
     def _call_soon_after_current(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> None:
         # ``call_soon`` while wake_inline() is on: a future completed by the in-memory link wakes

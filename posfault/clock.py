@@ -155,11 +155,6 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._after_current: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = []
         self._in_fast_callback = False
         self._wake_inline = False   # see wake_inline()
-        # run_coroutine's driver task, the future it waits on for its next coroutine while idle,
-        # and the outcome of the coroutine it ran: (True, result) or (False, exception).
-        self._driver: asyncio.Task[None] | None = None
-        self._driver_waiter: asyncio.Future[Any] | None = None
-        self._outcome: tuple[bool, Any] | None = None
 
     def skip_idle_until(self, when: float) -> bool:
         """Move time to ``when`` now, if nothing could run before then anyway; else False.
@@ -264,89 +259,13 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         then it returns; ``loop.stop()`` from inside still ends the run early."""
         if self._debug or future.__class__ is not _CoroutineType:
             return super().run_until_complete(future)
-        self._check_can_run()
-        # create_task(), without its checks (just done) when no task factory is set
-        task = asyncio.Task(future, loop=self) if self._task_factory is None else self.create_task(future)
-        task._log_destroy_pending = False  # type: ignore[attr-defined]  # as asyncio does for its own task
-        try:
-            self._run_turns(task.done)
-        except BaseException:
-            if task.done() and not task.cancelled():
-                task.exception()   # consumed, as asyncio does: the caller gets it raised instead
-            raise
-        if not task.done():
-            raise RuntimeError("Event loop stopped before Future completed.")
-        return task.result()
-
-    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
-        """``run_until_complete(coro)``, run by one long-lived task instead of a new task per call.
-
-        The simulation facade runs one coroutine per user call (each sale); a task per call costs
-        more than the loop turns of a sale (made, registered, scheduled, named, freed). Here an idle
-        driver task is woken with the coroutine instead, at the very place in the ready queue where
-        a new task's first step would go, and awaits it: same callbacks in the same order, same
-        result or exception (``KeyboardInterrupt``/``SystemExit`` end the driver, as they end a
-        task; the next call makes a new one). Inside, ``asyncio.current_task()`` is the driver.
-        A call interrupted by ``loop.stop()`` or a deadlock leaves its coroutine to its driver,
-        which then finishes it silently, as the task of an interrupted ``run_until_complete``
-        would; the next call gets a new driver. Debug mode, a task factory or a non-coroutine:
-        ``run_until_complete``."""
-        if self._debug or coro.__class__ is not _CoroutineType or self._task_factory is not None:
-            return self.run_until_complete(coro)
-        self._check_can_run()
-        waiter = self._driver_waiter
-        if waiter is None or waiter.done():
-            driver = asyncio.Task(self._drive(coro), loop=self, name="posfault-run")
-            driver._log_destroy_pending = False  # type: ignore[attr-defined]  # idle between calls
-            self._driver = driver
-        else:
-            self._driver_waiter = None
-            waiter.set_result(coro)   # the driver's wake-up goes where a new task's first step would
-        self._outcome = None
-        try:
-            self._run_turns(self._has_outcome)
-        except BaseException:
-            driver = self._driver
-            if driver is not None and driver.done() and not driver.cancelled():
-                driver.exception()   # consumed (KeyboardInterrupt...): the caller gets it raised instead
-            raise
-        outcome, self._outcome = self._outcome, None
-        if outcome is None:
-            raise RuntimeError("Event loop stopped before Future completed.")
-        if outcome[0]:
-            return outcome[1]  # type: ignore[no-any-return]
-        raise outcome[1]
-
-    def _has_outcome(self) -> bool:
-        return self._outcome is not None
-
-    async def _drive(self, coro: Any) -> None:
-        me = self._driver
-        while True:
-            try:
-                outcome = (True, await coro)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:   # incl. CancelledError: what the caller gets raised
-                if isinstance(exc, asyncio.CancelledError) and me is not None:
-                    me.uncancel()          # the driver itself goes on
-                outcome = (False, exc)
-            coro = None
-            if self._driver is not me:     # orphaned (its call was interrupted): nobody waits for it
-                return
-            self._outcome = outcome
-            outcome = None
-            waiter = self._driver_waiter = self.create_future()
-            coro = await waiter
-
-    def _check_can_run(self) -> None:
         if self._closed:   # type: ignore[attr-defined]
             self._check_closed()
         if self._thread_id is not None or _get_running_loop() is not None:  # type: ignore[attr-defined]
             self._check_running()   # type: ignore[attr-defined]  # raises the right error
-
-    def _run_turns(self, done: Callable[[], bool]) -> None:
-        """Run loop turns until ``done()`` (then the one turn asyncio's stop callback would take)."""
+        # create_task(), without its checks (just done) when no task factory is set
+        task = asyncio.Task(future, loop=self) if self._task_factory is None else self.create_task(future)
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # as asyncio does for its own task
         old_hooks = sys.get_asyncgen_hooks()
         try:
             self._thread_id = threading.get_ident()  # type: ignore[attr-defined]
@@ -358,7 +277,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                 run_once()
                 if self._stopping:
                     break
-                if done():
+                if task.done():
                     # The turn asyncio's stop callback would take: it runs what is ready now, and
                     # the timers due now; when there is none, it would do nothing.
                     scheduled = self._scheduled
@@ -366,11 +285,18 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                         self._stopping = True
                         run_once()
                     break
+        except BaseException:
+            if task.done() and not task.cancelled():
+                task.exception()   # consumed, as asyncio does: the caller gets it raised instead
+            raise
         finally:
             self._stopping = False
             self._thread_id = None  # type: ignore[attr-defined]
             asyncio.events._set_running_loop(None)
             sys.set_asyncgen_hooks(*old_hooks)
+        if not task.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return task.result()
 
     def _run_once(self) -> None:
         """One iteration, as asyncio's, minus what a pure in-memory simulation never needs: no

@@ -279,7 +279,7 @@ class Simulation:
         return self._exported
 
     def _run(self, coro: Any) -> Any:
-        return self.loop.run_coroutine(coro)
+        return self.loop.run_until_complete(coro)
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass, with everything in flight running meanwhile."""

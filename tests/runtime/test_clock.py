@@ -8,14 +8,7 @@ import time
 
 import pytest
 
-from posfault.clock import (
-    DEFAULT_EPOCH,
-    SimulationDeadlock,
-    VirtualEventLoop,
-    clock_for,
-    new_virtual_loop,
-    run_virtual,
-)
+from posfault.clock import DEFAULT_EPOCH, SimulationDeadlock, VirtualEventLoop, clock_for, run_virtual
 
 
 def test_sixty_second_timeout_costs_no_wall_time() -> None:
@@ -208,54 +201,3 @@ def test_start_later_starts_the_task_only_when_told() -> None:
 
     assert run_virtual(main())
     assert order == ["not started yet", "start asked", "serving"]
-
-
-def test_run_coroutine_runs_calls_on_one_driver_with_run_until_complete_semantics() -> None:
-    """run_coroutine gives what run_until_complete gives — results, exceptions (cancellation
-    included), the same order against callbacks already ready — with one task for all calls;
-    KeyboardInterrupt ends the driver and the next call makes a new one; a call interrupted by
-    loop.stop() leaves its coroutine to finish on its own, without disturbing later calls."""
-    loop = new_virtual_loop()
-    order: list[str] = []
-
-    async def value(v: int) -> int:
-        await asyncio.sleep(1)
-        order.append(f"ran {v}")
-        return v
-
-    async def fail(exc: BaseException) -> None:
-        await asyncio.sleep(0)
-        raise exc
-
-    async def cancel_myself() -> None:
-        asyncio.current_task().cancel()
-        await asyncio.sleep(0)
-
-    async def stop_early() -> str:
-        asyncio.get_running_loop().stop()
-        await asyncio.sleep(5)
-        order.append("interrupted call finished")
-        return "late"
-
-    try:
-        assert loop.run_coroutine(value(1)) == 1
-        loop.call_soon(order.append, "ready before the call")
-        assert loop.run_coroutine(value(2)) == 2
-        assert order == ["ran 1", "ready before the call", "ran 2"]
-        with pytest.raises(ValueError, match="boom"):
-            loop.run_coroutine(fail(ValueError("boom")))
-        with pytest.raises(asyncio.CancelledError):
-            loop.run_coroutine(cancel_myself())
-        driver = loop._driver
-        assert loop.run_coroutine(value(3)) == 3 and loop._driver is driver   # one task for all calls
-        with pytest.raises(KeyboardInterrupt):
-            loop.run_coroutine(fail(KeyboardInterrupt()))
-        assert loop.run_coroutine(value(4)) == 4 and loop._driver is not driver
-        with pytest.raises(RuntimeError, match="stopped before"):
-            loop.run_coroutine(stop_early())
-        assert loop.run_coroutine(value(5)) == 5
-        assert loop.run_coroutine(asyncio.sleep(10, "after")) == "after"
-        assert "interrupted call finished" in order
-        assert loop.time() == 15.0   # five 1 s calls, then 10 s (the stopped call slept meanwhile)
-    finally:
-        loop.close()

@@ -198,7 +198,11 @@ class Simulation:
         self._host_tasks: list[asyncio.Task[Any]] = []
         self._links: list[tuple[Any, ...]] = []   # the connections that may still be open
         self._connections = 0
-        self._net_sink = _NetSink(self)
+        # Links record straight into the trace when frames are kept; otherwise through a sink that
+        # drops the raw bytes of stream-level deliveries.
+        self._net_sink: Any = self.trace if capture_frames else _NetSink(self)
+        self._pipe_args: dict[str, Any] = (
+            {"header": self.wire.prefix, "max_frame": self.wire.max_frame} if self.wire is not None else {})
         self._host_down = False
         self._closed = False
         self._exported: list[dict[str, Any]] | None = None
@@ -296,13 +300,19 @@ class Simulation:
             raise HostDown("simulated host is down (crashed)")
         self._connections += 1
         number = self._connections
-        term_end, host_end, link = _faults.faulty_pipe(
-            self.faults.plan, wire=self.wire, trace=self._net_sink, name=f"conn{number}")
+        wire = self.wire
+        # faulty_pipe's choice for a plain in-memory connection, made once here: a DirectLink.
+        link = _faults.DirectLink(self.faults.plan, wire=wire, trace=self._net_sink, name=f"conn{number}",
+                                  **self._pipe_args)
+        term_end, host_end = link.terminal_end, link.host_end
         links = self._links
         if len(links) >= 32:   # forget connections that are over (crashes and power cuts walk this list)
             links[:] = [entry for entry in links if not entry[2]._done]
         links.append((term_end, host_end, link))
         serve = self.loop.create_task(self._world.serve(host_end), name=f"host-conn-{number}")
+        # The host side starts serving once the first frame (or the close) reaches its end, in the
+        # same loop iteration, instead of one turn after the connect to find nothing to read yet.
+        link.on_first_input = self.loop.start_later(serve)
         tasks = self._host_tasks
         if len(tasks) >= 32:
             tasks[:] = [task for task in tasks if not task.done()]
@@ -504,16 +514,16 @@ class _NetSink:
 
     def __init__(self, sim: Simulation) -> None:
         self._sim = sim
+        self._record = sim.trace.record_owned
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.record_owned(dict(event))
 
     def record_owned(self, event: dict[str, Any]) -> None:
         """Links build a fresh dict per event: stored as is (no copy)."""
-        sim = self._sim
-        if not sim.capture_frames and "wire_bytes" in event and event.get("kind") == "deliver":
+        if "wire_bytes" in event and event.get("kind") == "deliver" and not self._sim.capture_frames:
             del event["wire_bytes"]
-        sim.trace.record_owned(event)
+        self._record(event)
 
     def open_connection(self, name: str) -> Any:
         return self._sim.trace.open_connection(name)

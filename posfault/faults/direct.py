@@ -27,10 +27,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, ChannelTimeout
+from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, ChannelTimeout, Inbox
 from iso8583.channels.memory import MemoryChannel
-from iso8583.framing import DEFAULT_MAX_FRAME, Deframer, FrameTooLarge, FramingError, LengthPrefix
+from iso8583.framing import (
+    DEFAULT_MAX_FRAME,
+    Deframer,
+    FrameTooLarge,
+    FramingError,
+    LengthPrefix,
+    length_prefix,
+)
 
+from ..clock import VirtualEventLoop
 from .link import FaultLink, decide_and_record, record_delivery
 from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
 
@@ -49,9 +57,25 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 class _End(MemoryChannel):
     """One end of a direct faulty connection: receives like a memory pipe end, sends into the link."""
 
-    def __init__(self, link: DirectLink, out: str, *, name: str, prefix: LengthPrefix | str | None,
+    def __init__(self, link: DirectLink, out: str, *, name: str, prefix: LengthPrefix,
                  max_frame: int) -> None:
-        super().__init__(name=name, prefix=prefix, max_frame=max_frame, idle_timeout=None, latency=0.0)
+        # What MemoryChannel.__init__ (and Channel.__init__) set, assigned directly: a simulation
+        # makes two ends per transaction, and the chain of initialisers cost more than the rest of
+        # the connection. ``prefix`` is already a LengthPrefix (the link normalises it once).
+        # tests/runtime/test_channels.py checks that no attribute of a memory channel is missing.
+        self.name = name
+        self.prefix = prefix
+        self.max_frame = max_frame
+        self.idle_timeout = None
+        self.inbox = Inbox()
+        self._closed = False
+        self.peer = None
+        self.latency = 0.0
+        self._deframer = None
+        self._in_flight = deque()   # unused: an end sends into the link, never through _push
+        self._timer = None
+        self._loop = None
+        self._max_length = prefix.max_length
         self._link = link
         self._out = out   # the direction of what this end sends
 
@@ -241,13 +265,14 @@ class DirectLink(FaultLink):
 
     def __init__(self, plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",
                  header: LengthPrefix | str | None = "binary2", max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self._loop = asyncio.get_running_loop()
-        terminal_end = _End(self, TO_HOST, name=f"{name}:terminal", prefix=header, max_frame=max_frame)
-        host_end = _End(self, TO_TERMINAL, name=f"{name}:host", prefix=header, max_frame=max_frame)
+        self._loop = loop = asyncio.get_running_loop()
+        prefix = header if header.__class__ is LengthPrefix else length_prefix(header)
+        terminal_end = _End(self, TO_HOST, name=f"{name}:terminal", prefix=prefix, max_frame=max_frame)
+        host_end = _End(self, TO_TERMINAL, name=f"{name}:host", prefix=prefix, max_frame=max_frame)
         super().__init__(terminal_end, host_end, plan, wire=wire, trace=trace, name=name)
         self.terminal_end, self.host_end = terminal_end, host_end
         self._max_frame = max_frame
-        self._prefix = terminal_end.prefix
+        self._prefix = prefix
         self._deframers: dict[str, Deframer] = {}
         self._queue: deque[tuple[str, Any, bool]] = deque()
         self._scheduled = False
@@ -255,10 +280,22 @@ class DirectLink(FaultLink):
         self._ended: asyncio.Future[None] | None = None
         self._repack = wire.pack if wire is not None else None
         self._outboxes: dict[str, _Outbox] = {}   # created on first need (most links never delay)
-        self.plan.start(self._loop.time())
+        plan = self.plan
+        if plan.origin is None:
+            plan.start(loop.time())
         # What a side sends is handled once the sender yields: right after its current step on the
         # virtual loop (no extra iteration), on the next turn elsewhere.
-        self._defer = getattr(self._loop, "call_after_current", self._loop.call_soon)
+        # A reader woken by what the link writes continues right after the link's callback (same
+        # loop iteration) on the virtual loop; elsewhere, on the next turn as usual.
+        if isinstance(loop, VirtualEventLoop):
+            self._defer = loop.call_after_current
+            self._wake_inline: Callable[[bool], bool] | None = loop.wake_inline
+        else:
+            self._defer = loop.call_soon
+            self._wake_inline = None
+        #: Starts the host side's serving task, if its start was deferred (``start_later``): called
+        #: once the first input (a frame, a close, a reset) has been handled, or when the link ends.
+        self.on_first_input: Callable[[], None] | None = None
 
     def _outbox(self, direction: str) -> _Outbox:
         outbox = self._outboxes.get(direction)
@@ -292,6 +329,21 @@ class DirectLink(FaultLink):
 
     def _drain(self) -> None:
         self._scheduled = False
+        wake_inline = self._wake_inline
+        if wake_inline is None:
+            self._drain_queue()
+        else:
+            previous = wake_inline(True)
+            try:
+                self._drain_queue()
+            finally:
+                wake_inline(previous)
+        start = self.on_first_input
+        if start is not None:
+            self.on_first_input = None
+            start()
+
+    def _drain_queue(self) -> None:
         queue = self._queue
         while queue and not self._done:
             direction, item, raw = queue.popleft()
@@ -426,6 +478,10 @@ class DirectLink(FaultLink):
         ended = self._ended
         if ended is not None and not ended.done():
             ended.set_result(None)
+        start = self.on_first_input
+        if start is not None:   # ended before any input (stopped): the serving side still sees the end
+            self.on_first_input = None
+            start()
 
     # -- FaultLink's control surface ----------------------------------------------------------------------
     def start(self) -> asyncio.Future[None]:  # type: ignore[override]

@@ -67,6 +67,8 @@ try:
     from iso8583.transactions import _ECHO as _ECHO_FIELDS
 except ImportError:  # pragma: no cover - fall back to make_response itself
     _ECHO_FIELDS = {}
+#: The same, as sets (``Host._response`` drops what is not echoed).
+_ECHO_SETS = {family: frozenset(numbers) for family, numbers in _ECHO_FIELDS.items()}
 #: Response MTI of each request MTI seen (``Message.response_mti``, memoized).
 _RESPONSE_MTI: dict[str, str] = {}
 #: ``classify`` of ISO class 1/2 requests by (MTI, field 3, field 25): see ``Host._classify``.
@@ -391,12 +393,14 @@ class Host:
         """The response to ``msg``: what :func:`make_response` builds (echoed fields, 39), plus ``extra``.
 
         Built directly (the field numbers are known valid), which matters on the hot path."""
-        echo = _ECHO_FIELDS.get(self.family)
+        echo = _ECHO_SETS.get(self.family)
         if echo is None:
             response = make_response(msg, rc, self.family)
         else:
             src = msg.fields
-            fields = {n: src[n] for n in echo if n in src}
+            fields = src.copy()
+            for number in src.keys() - echo:   # C set difference: usually one or two fields to drop
+                del fields[number]
             f60 = fields.get(60)
             if isinstance(f60, dict):
                 fields[60] = dict(f60)
@@ -519,7 +523,7 @@ class Host:
         now = self.clock()
         stamp = _iso(now)
         day = stamp[:10]
-        draft = (kt, txn.value, msg.mti, mid, pan, amount, fingerprint, self._batch(msg) if family == "unionpay" else "",
+        draft = (kt, txn._value_, msg.mti, mid, pan, amount, fingerprint, self._batch(msg) if family == "unionpay" else "",
                  stamp, day, existing.id if existing is not None else None)
 
         # a reversal got here first (the original was delayed in the network): never debit
@@ -577,19 +581,17 @@ class Host:
         if txn is _SALE and ledger.daily_debits(pan, day) + amount > card.daily_limit:
             return self._decline(msg, _base(draft), "61", f"daily limit {card.daily_limit} exceeded")
         row_id = ledger.next_id()
-        rrn, auth = f"{row_id:012d}", f"{(row_id * 7919 + 104729) % 1_000_000:06d}"
-        dup_of = draft[10]
-        with ledger.step():
-            if txn is _PREAUTH:
-                row = ledger.record_new(tid, kt[1], ref, "preauth", msg.mti, mid, pan, amount, "00",
-                                        {"37": rrn, "38": auth}, fingerprint, draft[7], "approved", 0, amount, 0,
-                                        stamp, day, dup_of)
-                ledger.transfer("preauth_hold", row.id, account, hold_account(pan), amount, stamp)
-            else:
-                row = ledger.record_new(tid, kt[1], ref, draft[1], msg.mti, mid, pan, amount, "00",
-                                        {"37": rrn, "38": auth}, fingerprint, draft[7], "approved", amount, 0, amount,
-                                        stamp, day, dup_of)
-                ledger.transfer("sale", row.id, account, payable_account(mid), amount, stamp)
+        # f"{n:012d}" / f"{n:06d}" for these non-negative ints, at a fifth of the cost
+        rrn, auth = str(row_id).zfill(12), str((row_id * 7919 + 104729) % 1_000_000).zfill(6)
+        # the row and its entry in one atomic ledger step
+        if txn is _PREAUTH:
+            ledger.record_approval(kt, "preauth", msg.mti, mid, pan, amount, {"37": rrn, "38": auth}, fingerprint,
+                                   draft[7], 0, amount, stamp, day, draft[10], "preauth_hold", account,
+                                   hold_account(pan))
+        else:
+            ledger.record_approval(kt, draft[1], msg.mti, mid, pan, amount, {"37": rrn, "38": auth}, fingerprint,
+                                   draft[7], amount, 0, stamp, day, draft[10], "sale", account,
+                                   payable_account(mid))
         if self.events is not None:
             self._emit("posting", mti=msg.mti, stan=kt[1], tid=tid, amount=amount, rc="00",
                        detail=f"{txn.value} {mask_pan(pan)} {'held' if txn is _PREAUTH else 'debited'}")
@@ -626,7 +628,7 @@ class Host:
             return Decision("54", "card expired")
         if card.pin_tries >= self.config.pin_tries:
             return Decision("75", "PIN tries exhausted")
-        if 52 in msg:
+        if 52 in msg.fields:
             keys = self.ledger.terminal_keys(str(msg.get(41, "")))
             outcome = sec.verify_pin(self, msg, pan, card, keys)
             if outcome == "no_keys":
@@ -971,10 +973,11 @@ def _base(draft: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _pan_of(msg: Message) -> str:
-    if 2 in msg:
-        pan = str(msg[2])
-    elif 35 in msg:
-        track = str(msg[35])
+    fields = msg.fields
+    if 2 in fields:
+        pan = str(fields[2])
+    elif 35 in fields:
+        track = str(fields[35])
         pan = track.replace("D", "=").split("=", 1)[0]
     else:
         raise TransactionError("field 2: PAN missing (and no track 2 in field 35)")

@@ -240,6 +240,11 @@ class World:
         except self._PowerCut:   # a cut armed for a recovery step
             await self.power_cycle_terminal(self.pending_power_off or 5.0)
 
+    def sale(self, amount: int, card_name: str) -> Any:
+        """The coroutine of a sale with a known test card: what ``transaction("sale", ...)`` awaits,
+        without the coroutine around it."""
+        return self._guard(self.terminal.sale(amount, card=self.cards[card_name]))
+
     async def transaction(self, kind: str, amount: int, card_name: str) -> Any:
         try:
             card = self.cards[card_name]

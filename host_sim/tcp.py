@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,8 @@ class HostProtocol(asyncio.Protocol):
             buffer.clear()
         size = self.header_size
         end = len(data)
-        poll = self.host.poll_commit
+        # a finished background commit is settled between frames; inline commits need no polling
+        poll = self.host.poll_commit if self.host.commit_mode == "thread" else None
         pos = 0
         while end - pos >= size:
             try:
@@ -114,7 +116,8 @@ class HostProtocol(asyncio.Protocol):
             if stop > end:
                 break
             self._frame(data[pos + size:stop])
-            poll()
+            if poll is not None:
+                poll()
             pos = stop
             if self.transport is None:
                 return
@@ -139,9 +142,13 @@ class HostProtocol(asyncio.Protocol):
             task.add_done_callback(self.tasks.discard)
             return
         timings = self.timings
-        started = perf_counter() if timings is not None else 0.0
+        if timings is None:
+            # the common case: no closure (and its cells) per request, a C partial of a method
+            host.after_commit(partial(self._committed, msg, host.process(msg, body), envelope))
+            return
+        started = perf_counter()
         response = host.process(msg, body)
-        staged = perf_counter() if timings is not None else 0.0
+        staged = perf_counter()
 
         def committed(exc: BaseException | None) -> None:
             if exc is not None:
@@ -153,6 +160,14 @@ class HostProtocol(asyncio.Protocol):
                                 perf_counter()))
 
         host.after_commit(committed)
+
+    def _committed(self, msg: Any, response: Any, envelope: Any, exc: BaseException | None) -> None:
+        """The group commit holding ``msg``'s postings returned (or failed: ``exc``): answer it."""
+        host = self.host
+        if exc is not None:
+            host._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), detail=type(exc).__name__)
+            return
+        self._send(host.finish(msg, response), envelope)
 
     async def _slow(self, msg: Any, envelope: Any, body: bytes) -> None:
         self._send(await self.host.handle(msg, envelope, body), envelope)

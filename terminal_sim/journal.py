@@ -38,8 +38,11 @@ from iso8583.mask import mask_pan
 from iso8583.message import Message
 
 from .errors import TerminalError
+from .printer import render_receipt
 
-SCHEMA_VERSION = 2   # 2: receipts clustered by attempt, no indexes written by a sale (1 migrates)
+SCHEMA_VERSION = 3   # 3: compact request text, online receipts rendered from the row (2 and 1 migrate)
+# 2: receipts clustered by attempt, no indexes written by a sale. A schema 2 journal needs no
+# rewrite: its JSON requests and receipt texts stay readable (decode_fields, _receipt_text).
 
 #: Fields never written to the journal: track data, PIN block, security control, MACs.
 _NOT_STORED = frozenset({35, 36, 45, 52, 53, 64, 128})
@@ -80,7 +83,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     in_batch INTEGER NOT NULL DEFAULT 0,
     settled INTEGER NOT NULL DEFAULT 0,
     voided INTEGER NOT NULL DEFAULT 0,
-    receipt TEXT,                   -- receipt text to print / reprint
+    receipt TEXT,                   -- receipt text, or (schema 3) a receipt_spec to render it from
     reversal TEXT NOT NULL DEFAULT 'none',  -- none|armed|cleared|pending|acked|dropped
     reversal_reason TEXT,
     reversal_tries INTEGER NOT NULL DEFAULT 0,
@@ -136,29 +139,110 @@ if (type(None), sqlite3.PrepareProtocol) not in sqlite3.adapters:
     sqlite3.register_adapter(type(None), lambda value: value)
 
 
-_FIELD_KEYS = {n: str(n) for n in range(193)}
-# One encoder for every request: json.dumps(..., separators=...) would build a new one per call.
+# One encoder for values that are neither text nor bytes (UnionPay's composite field 60).
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+_VALUE_SEP, _BODY_SEP = "\x1f", "\x1e"
 
 
 def encode_fields(msg: Message) -> str:
-    """A request as JSON for the journal, without track data, PIN block or MAC."""
-    out: dict[str, Any] = {"mti": msg.mti}
-    keys, skip = _FIELD_KEYS, _NOT_STORED
-    for number, value in msg.fields.items():
-        if number in skip:
-            continue
-        out[keys.get(number) or str(number)] = value if value.__class__ is str else (
-            {"$b": value.hex()} if isinstance(value, (bytes, bytearray)) else value)
-    return _dumps(out)
+    """A request as text for the journal, without track data, PIN block or MAC.
+
+    Layout (schema 3): ``MTI NUMBERS MARKS\x1eVALUE\x1fVALUE...`` — NUMBERS are the field numbers
+    as hex bytes, in order; the values are the fields' texts; MARKS (``-`` when none) lists the
+    fields stored otherwise: ``55x`` bytes as hex, ``60j`` JSON (composite fields, anything not
+    text, a text holding a separator). Every step is one C-level call over all fields — a Python
+    loop over ~17 fields cost three times as much, on every attempt before its request leaves.
+    Journals written before keep their JSON requests; :func:`decode_fields` reads both.
+    """
+    fields = msg.fields.copy()
+    for number in _NOT_STORED.intersection(fields):
+        del fields[number]
+    marks = "-"
+    icc = fields.get(55)
+    if icc.__class__ is bytes:   # the one bytes field of a card request (EMV data)
+        fields[55] = icc.hex()
+        marks = "55x"
+    values = list(fields.values())
+    try:
+        body = _VALUE_SEP.join(values)
+        plain = body.count(_VALUE_SEP) == len(values) - 1 and _BODY_SEP not in body
+    except TypeError:   # a value that is not text
+        plain = False
+    try:
+        numbers = bytes(fields).hex()
+    except ValueError:  # a field number beyond 255: not a field any dialect has
+        raise TerminalError(f"request {msg.mti}: field numbers must be 1..192, got {sorted(fields)}") from None
+    if not plain:
+        marked = [] if marks == "-" else [marks]
+        for i, (number, value) in enumerate(fields.items()):
+            if number == 55 and marked and marked[0] == "55x":
+                continue
+            cls = value.__class__
+            if cls is bytes or cls is bytearray:
+                values[i] = value.hex()
+                marked.append(f"{number}x")
+            elif cls is not str or _VALUE_SEP in value or _BODY_SEP in value:
+                values[i] = _dumps(value)
+                marked.append(f"{number}j")
+        body = _VALUE_SEP.join(values)
+        marks = ",".join(marked) or "-"
+    return f"{msg.mti} {numbers} {marks}{_BODY_SEP}{body}"
 
 
 def decode_fields(text: str) -> Message:
-    data = json.loads(text)
-    mti = data.pop("mti")
-    fields = {int(k): (bytes.fromhex(v["$b"]) if isinstance(v, dict) and "$b" in v else v)
-              for k, v in data.items()}
-    return Message(mti, fields)
+    """The request :func:`encode_fields` stored (or, in a journal from before schema 3, its JSON)."""
+    if text.startswith("{"):
+        data = json.loads(text)
+        mti = data.pop("mti")
+        fields = {int(k): (bytes.fromhex(v["$b"]) if isinstance(v, dict) and "$b" in v else v)
+                  for k, v in data.items()}
+        return Message(mti, fields)
+    head, _, body = text.partition(_BODY_SEP)
+    try:
+        mti, numbers_hex, marks = head.split(" ")
+        numbers = bytes.fromhex(numbers_hex)
+    except ValueError:
+        raise TerminalError(f"journal request {head[:40]!r}: expected 'MTI NUMBERS MARKS'") from None
+    values: list[Any] = body.split(_VALUE_SEP) if numbers else []
+    if len(values) != len(numbers):
+        raise TerminalError(f"journal request for MTI {mti}: {len(numbers)} fields named, {len(values)} values stored")
+    out: dict[int, Any] = dict(zip(numbers, values))
+    if marks != "-":
+        for mark in marks.split(","):
+            number = int(mark[:-1])
+            out[number] = bytes.fromhex(out[number]) if mark[-1] == "x" else json.loads(out[number])
+    return Message(mti, out)
+
+
+#: A stored receipt that starts with this is not the text but what the text is rendered from,
+#: besides the attempt's own columns (schema 3): merchant, MID, currency, date, STAN.
+RECEIPT_SPEC = "\x1e"
+
+
+def receipt_spec(merchant: str, mid: str, currency: str, when: str, stan: str) -> str:
+    """What the journal keeps of an online receipt (instead of its ~300-character text): the rest
+    of it is the attempt row — kind, amount, masked card, entry, batch, rc, auth code, RRN,
+    outcome. Written with the outcome, before printing; rendered again for a reprint or a
+    recovery print exactly as it was printed."""
+    return f"{RECEIPT_SPEC}{merchant}{_VALUE_SEP}{mid}{_VALUE_SEP}{currency}{_VALUE_SEP}{when}{_VALUE_SEP}{stan}"
+
+
+def _receipt_text(stored: str, row: tuple[Any, ...]) -> str:
+    """The receipt text of ``stored`` (text, or a :func:`receipt_spec`) for the attempt ``row``:
+    (tid, kind, amount, card, entry, batch, rc, auth_code, rrn, outcome, mode)."""
+    if not stored.startswith(RECEIPT_SPEC):
+        return stored
+    parts = stored[1:].split(_VALUE_SEP)
+    if len(parts) != 5:
+        raise TerminalError(f"journal receipt: expected 5 parts (merchant, MID, currency, date, STAN), "
+                            f"found {len(parts)}")
+    merchant, mid, currency, when, stan = parts
+    tid, kind, amount, card, entry, batch, rc, auth, rrn, outcome, mode = row
+    return render_receipt(merchant, mid, tid, kind, amount, currency, card, entry, stan, batch, rc, auth, rrn, when,
+                          outcome, mode == "offline")
+
+
+_RECEIPT_COLUMNS = "tid, kind, amount, card, entry, batch, rc, auth_code, rrn, outcome, mode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +345,12 @@ class Journal:
             row = (SCHEMA_VERSION, 0, 1, 0)
         if row[0] == 1:
             _migrate_v1(conn)
+        elif row[0] == 2:
+            conn.execute("UPDATE meta SET schema_version = ? WHERE id = 1", (SCHEMA_VERSION,))
         elif row[0] != SCHEMA_VERSION:
             raise TerminalError(f"journal {path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
         self._batch: int = row[2]
+        self._batch_text = f"{row[2]:06d}"
         # The last STAN used is whichever use came last: a non-attempt message (meta), an attempt's
         # first request, or a retransmission. ``stan_seq`` orders them.
         candidates = [(row[3], row[1])]
@@ -392,7 +479,7 @@ class Journal:
         self._conn.execute("UPDATE meta SET keys = ?, keys_at = ?, batch = COALESCE(?, batch) WHERE id = 1",
                            (keys, at, batch))
         if batch is not None and batch != self._batch:
-            self._batch = batch
+            self._batch, self._batch_text = batch, f"{batch:06d}"
             self._batch_first = self._find_batch_first()
 
     def _find_batch_first(self) -> int:
@@ -417,14 +504,29 @@ class Journal:
         when the caller has it.
         """
         fields = request.fields
-        stan = str(fields.get(11, ""))
+        stan = fields.get(11, "")
+        if stan.__class__ is not str:
+            stan = str(stan)
         seq = self._take_stan(stan) if sent else None
-        cur = self._conn.execute(
-            "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan,"
-            " f7, req_batch, stan_seq, request, reversal, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (tid, kind, mode, amount, masked if masked is not None else (mask_pan(pan) if pan else ""), entry,
-             self._batch, original, at, request.mti, stan, str(fields.get(7, "")), _batch_of(request, self._batch),
-             seq, encode_fields(request), "armed" if arm_reversal else "none", "pending" if advice else "none"))
+        f7 = fields.get(7, "")
+        card = masked if masked is not None else (mask_pan(pan) if pan else "")
+        batch = self._batch
+        f60 = fields.get(60)
+        req_batch = self._batch_text if f60 is None else _batch_of(request, batch)
+        if original is None and mode == "online" and not advice:
+            # The usual online attempt: constant columns are literals in the statement.
+            cur = self._conn.execute(
+                "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, created_at, mti, stan, f7,"
+                " req_batch, stan_seq, request, reversal) VALUES (?,?,'online',?,?,?,?,?,?,?,?,?,?,?,?)",
+                (tid, kind, amount, card, entry, batch, at, request.mti, stan,
+                 f7 if f7.__class__ is str else str(f7), req_batch, seq, encode_fields(request),
+                 "armed" if arm_reversal else "none"))
+        else:
+            cur = self._conn.execute(
+                "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan,"
+                " f7, req_batch, stan_seq, request, reversal, advice) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (tid, kind, mode, amount, card, entry, batch, original, at, request.mti, stan, str(f7), req_batch,
+                 seq, encode_fields(request), "armed" if arm_reversal else "none", "pending" if advice else "none"))
         attempt = int(cur.lastrowid or 0)
         if arm_reversal:
             self._open_reversals.add(attempt)
@@ -468,23 +570,38 @@ class Journal:
                request: Message | None = None) -> None:
         """Record what was shown, and atomically what follows from it.
 
+        ``receipt`` is the receipt's text or, for an online receipt, its :func:`receipt_spec`.
         ``reversal``: new reversal state (``cleared`` when a trustworthy answer came, ``pending``
         when the terminal must reverse, ``None`` to leave it). ``void_original`` takes a voided
         transaction out of the batch in the same transaction.
         """
-        sql = ("UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
-               " in_batch = ?, receipt = ?, reversal = COALESCE(?, reversal),"
-               " reversal_reason = COALESCE(?, reversal_reason), request = COALESCE(?, request) WHERE id = ?")
-        args = (outcome, rc, auth_code, rrn, detail, at, int(in_batch), receipt, reversal, reversal_reason,
-                encode_fields(request) if request is not None else None, attempt)
         if reversal == "pending":
             self._open_reversals.add(attempt)
-        if void_original is None:
-            self._conn.execute(sql, args)
+        if reversal_reason is None and request is None and void_original is None:
+            # The usual decision (a trustworthy answer): nothing to keep from before but the
+            # reason, request and (when ``reversal`` is None) reversal state already stored.
+            if reversal is None:
+                self._conn.execute(
+                    "UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
+                    " in_batch = ?, receipt = ? WHERE id = ?",
+                    (outcome, rc, auth_code, rrn, detail, at, 1 if in_batch else 0, receipt, attempt))
+            else:
+                self._conn.execute(
+                    "UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
+                    " in_batch = ?, receipt = ?, reversal = ? WHERE id = ?",
+                    (outcome, rc, auth_code, rrn, detail, at, 1 if in_batch else 0, receipt, reversal, attempt))
         else:
-            with self._tx() as c:
-                c.execute(sql, args)
-                c.execute("UPDATE attempts SET voided = 1, in_batch = 0 WHERE id = ?", (void_original,))
+            sql = ("UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
+                   " in_batch = ?, receipt = ?, reversal = COALESCE(?, reversal),"
+                   " reversal_reason = COALESCE(?, reversal_reason), request = COALESCE(?, request) WHERE id = ?")
+            args = (outcome, rc, auth_code, rrn, detail, at, int(in_batch), receipt, reversal, reversal_reason,
+                    encode_fields(request) if request is not None else None, attempt)
+            if void_original is None:
+                self._conn.execute(sql, args)
+            else:
+                with self._tx() as c:
+                    c.execute(sql, args)
+                    c.execute("UPDATE attempts SET voided = 1, in_batch = 0 WHERE id = ?", (void_original,))
         if reversal is not None and reversal not in ("armed", "pending"):
             self._open_reversals.discard(attempt)
 
@@ -522,8 +639,12 @@ class Journal:
     def receipt_printed(self, attempt: int, *, copy: str, status: str, outcome: str | None, at: float) -> None:
         """Record one print (or failed print: ``status`` is the fault) of a receipt for ``attempt``."""
         seq = self._receipt_seq + 1
-        self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at) VALUES (?,?,?,?,?,?)",
-                           (attempt, seq, copy, status, outcome, at))
+        if copy == "original" and status == "printed":   # the usual print
+            self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
+                               " VALUES (?,?,'original','printed',?,?)", (attempt, seq, outcome, at))
+        else:
+            self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at) VALUES (?,?,?,?,?,?)",
+                               (attempt, seq, copy, status, outcome, at))
         self._receipt_seq = seq
 
     def recover_undecided(self, at: float, *, reason: str) -> list[int]:
@@ -557,6 +678,11 @@ class Journal:
         self._open_reversals.intersection_update(still)
         return [r for r in rows if r[0] in still]
 
+    def may_have_pending(self) -> bool:
+        """False when no reversal or advice can be waiting (no query needed to know); True means
+        :meth:`pending_reversals` / :meth:`pending_advices` must be asked."""
+        return bool(self._open_reversals) or self._maybe_advices
+
     def pending_reversals(self) -> list[PendingMessage]:
         """Reversals the terminal has decided to send and that are not yet acknowledged."""
         return [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in self._reversal_rows()
@@ -580,15 +706,16 @@ class Journal:
     def unprinted_approvals(self) -> list[tuple[int, str]]:
         """Approved attempts whose receipt never came out: (attempt, receipt text)."""
         rows = self._conn.execute(
-            "SELECT id, receipt FROM attempts a WHERE outcome = 'approved' AND receipt IS NOT NULL AND NOT EXISTS"
+            f"SELECT id, receipt, {_RECEIPT_COLUMNS} FROM attempts a WHERE outcome = 'approved'"
+            " AND receipt IS NOT NULL AND NOT EXISTS"
             " (SELECT 1 FROM receipts r WHERE r.attempt = a.id AND r.status = 'printed') ORDER BY id").fetchall()
-        return [(int(r[0]), str(r[1])) for r in rows]
+        return [(int(r[0]), _receipt_text(str(r[1]), r[2:])) for r in rows]
 
     def last_receipt(self) -> tuple[int, str, str] | None:
         """(attempt, receipt text, outcome) of the most recent attempt that has a receipt."""
-        row = self._conn.execute("SELECT id, receipt, outcome FROM attempts WHERE receipt IS NOT NULL"
+        row = self._conn.execute(f"SELECT id, receipt, {_RECEIPT_COLUMNS} FROM attempts WHERE receipt IS NOT NULL"
                                  " ORDER BY id DESC LIMIT 1").fetchone()
-        return (int(row[0]), str(row[1]), str(row[2])) if row else None
+        return (int(row[0]), _receipt_text(str(row[1]), row[2:]), str(row[11])) if row else None
 
     def request_of(self, attempt: int) -> Message:
         row = self._conn.execute("SELECT request FROM attempts WHERE id = ?", (attempt,)).fetchone()
@@ -632,7 +759,7 @@ class Journal:
                 c.execute("UPDATE attempts SET advice = 'dropped', advice_at = ? WHERE advice = 'pending'", (at,))
             c.execute("UPDATE settlements SET closed = 1 WHERE batch = ?", (batch,))
             c.execute("UPDATE meta SET batch = ? WHERE id = 1", (new,))
-        self._batch = new
+        self._batch, self._batch_text = new, f"{new:06d}"
         self._batch_first = self._find_batch_first()
         return new
 
@@ -709,7 +836,8 @@ def _create_schema(conn: sqlite3.Connection, *, memory: bool) -> None:
 
 
 def _migrate_v1(conn: sqlite3.Connection) -> None:
-    """Schema 1 -> 2: receipts become a table clustered by attempt (the old rowid keeps the order)."""
+    """Schema 1 -> 3: receipts become a table clustered by attempt (the old rowid keeps the order);
+    nothing else changes (see SCHEMA_VERSION)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         layout = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'receipts'").fetchone()

@@ -30,7 +30,7 @@ import datetime as _dt
 import inspect
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from iso8583 import tlv
@@ -50,7 +50,6 @@ from iso8583.transactions import (
     format_stan,
     is_approved,
     make_reversal,
-    matches,
     original_reference,
     rc_text,
     request_base,
@@ -60,7 +59,7 @@ from iso8583.transactions import (
 from .cards import Card
 from .config import TerminalConfig
 from .errors import PrinterFault, TerminalError
-from .journal import Journal, PendingMessage
+from .journal import Journal, PendingMessage, receipt_spec
 from .link import LinkError, WireLink
 from .printer import Printer, Receipt, format_receipt
 from .profiles import Profile, load_profile
@@ -74,7 +73,7 @@ RECOVERY_STEPS = ("reversal-sent", "advice-sent")
 
 #: What a dead link looks like: refused/closed/reset connections, channel errors (TCP, serial, memory).
 _LINK_DOWN = (OSError, ConnectionError, ChannelError)
-_EMV_SLOTS: dict[bytes, dict[str, tuple[int, int]]] = {}
+_EMV_PLANS: dict[bytes, tuple[Any, ...]] = {}
 _EMV_TERMINAL_TAGS = {"9F02": 6, "9A": 3, "9F37": 4}
 # Members used on the hot path, bound once: on CPython 3.11 reading ``TxnType.SALE`` goes through
 # the enum metaclass's ``__getattr__`` hook (≈ 10x a global read).
@@ -95,7 +94,7 @@ class TxnResult:
     outcome: str                    # approved | declined | failed
     rc: str | None = None
     stan: str | None = None
-    receipt: str | None = None      # receipt text if one was printed
+    _receipt: str | Receipt | None = field(default=None, repr=False)   # see the ``receipt`` property
     auth_code: str | None = None
     rrn: str | None = None
     balance: int | None = None      # balance inquiry: available balance in minor units
@@ -104,6 +103,12 @@ class TxnResult:
     @property
     def approved(self) -> bool:
         return self.outcome == "approved"
+
+    @property
+    def receipt(self) -> str | None:
+        """The receipt text if one was printed (rendered when first read)."""
+        found = self._receipt
+        return found if found is None or found.__class__ is str else found.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +158,10 @@ class Terminal:
         self._unsupported: frozenset[int] | None = getattr(link, "unsupported", None)
         self._bases: dict[tuple[TxnType, int], tuple[str, dict[int, Any]]] = {}
         self._keys: Any = None
+        self._emv_day: tuple[int, bytes] = (-1, b"")
+        # Per card presented (by identity): its masked PAN and the request fields that depend on
+        # the card alone — computed once, not per sale.
+        self._cards: dict[int, tuple[Card, str, dict[int, Any]]] = {}
         stored = journal.keys()
         if stored:
             try:
@@ -179,6 +188,15 @@ class Terminal:
             if result is not None and inspect.isawaitable(result):
                 await result
 
+    def _hook(self, step: str, attempt: int) -> Any:
+        """Call the step hook (a power cut raises from here); returns what to await, if anything.
+        The hot path's form of :meth:`_step`: no coroutine made when the hook is synchronous."""
+        hook = self.on_step
+        if hook is None:
+            return None
+        result = hook(step, attempt)
+        return result if result is not None and inspect.isawaitable(result) else None
+
     async def _open(self) -> Any | None:
         try:
             return await self.connector()
@@ -201,8 +219,16 @@ class Terminal:
         except _LINK_DOWN as exc:
             self._emit("send_failed", mti=msg.mti, stan=msg.get(11), attempt=attempt, detail=type(exc).__name__)
             return False
-        if self.events is not None:
-            self._emit("send", mti=msg.mti, stan=msg.get(11), attempt=attempt)
+        events = self.events
+        if events is not None:
+            stan = msg.fields.get(11)
+            if stan is None:
+                self._emit("send", mti=msg.mti, attempt=attempt)
+            else:
+                event = {"actor": "terminal", "kind": "send", "tid": self.config.tid, "mti": msg.mti, "stan": stan}
+                if attempt is not None:
+                    event["attempt"] = attempt
+                events(event)
         return True
 
     async def _await_reply(self, ch: Any, request: Message, deadline: float, *, mac: bool = True,
@@ -233,11 +259,22 @@ class Terminal:
             except LinkError as exc:
                 self._emit("recv_malformed", detail=scrub_text(str(exc))[:200])
                 return _Reply("malformed")
-            if not matches(request, msg):
+            if not (msg.mti == _response_mti(request.mti) and msg.fields.get(11) == request.fields.get(11)
+                    and msg.fields.get(41) == request.fields.get(41)):   # iso8583.transactions.matches
                 self._emit("recv_unmatched", mti=msg.mti, stan=msg.get(11))
                 continue
-            if self.events is not None:
-                self._emit("recv", mti=msg.mti, stan=msg.get(11), rc=msg.get(39), attempt=attempt)
+            events = self.events
+            if events is not None:
+                got = msg.fields
+                rc = got.get(39)
+                # matches() saw field 11: the event always has a STAN
+                event = {"actor": "terminal", "kind": "recv", "tid": self.config.tid, "mti": msg.mti,
+                         "stan": got[11]}
+                if rc is not None:
+                    event["rc"] = rc
+                if attempt is not None:
+                    event["attempt"] = attempt
+                events(event)
             if keys is not None and (mac_ok is False or (mac_ok is None and self.config.require_response_mac
                                                          and is_approved(msg.get(39)))):
                 self._emit("mac_failed", mti=msg.mti, stan=msg.get(11))
@@ -308,13 +345,24 @@ class Terminal:
             fields[60] = dict(f60)
         return mti, fields
 
+    def _card_info(self, card: Card) -> tuple[Card, str, dict[int, Any]]:
+        """(card, masked PAN, fields read from the card alone) — cached per card object."""
+        found = self._cards.get(id(card))
+        if found is None or found[0] is not card:
+            static: dict[int, Any] = {2: card.pan, 14: card.expiry, 22: ENTRY_MODE[card.entry]}
+            if card.entry == "magstripe":
+                static[35] = card.track2
+            else:
+                static[23] = card.card_seq
+            if len(self._cards) > 64:
+                self._cards.clear()
+            found = self._cards[id(card)] = (card, card.masked_pan, static)
+        return found
+
     def _card_fields(self, card: Card, amount: int, pin: str | None,
                      now: _dt.datetime | None = None) -> dict[int, Any]:
-        fields: dict[int, Any] = {2: card.pan, 14: card.expiry, 22: ENTRY_MODE[card.entry]}
-        if card.entry == "magstripe":
-            fields[35] = card.track2
-        else:
-            fields[23] = card.card_seq
+        fields = dict(self._card_info(card)[2])
+        if card.entry != "magstripe":
             fields[55] = self._icc_data(card, amount, now)
         if pin:
             fields[52] = self.link.pin_block(pin, card.pan, self._keys)
@@ -322,27 +370,36 @@ class Terminal:
 
     def _icc_data(self, card: Card, amount: int, now: _dt.datetime | None = None) -> bytes:
         """Field 55 for this transaction: the card's EMV data with the terminal-supplied tags of
-        *this* transaction — amount (9F02), date (9A), unpredictable number (9F37) — patched in
-        place (their lengths are fixed), so the hot path does no TLV re-encoding."""
-        slots = _EMV_SLOTS.get(card.emv)
-        if slots is None:
-            slots = _EMV_SLOTS.setdefault(card.emv, _emv_slots(card.emv))
-        if not slots:
+        *this* transaction — amount (9F02), date (9A), unpredictable number (9F37) — spliced in
+        between the card's own bytes (their lengths are fixed), so the hot path does no TLV
+        re-encoding."""
+        plan = _EMV_PLANS.get(card.emv)
+        if plan is None:
+            plan = _EMV_PLANS.setdefault(card.emv, _emv_plan(card.emv))
+        if not plan:
             return card.emv
-        data = bytearray(card.emv)
         if now is None:
             now = self.clock()
         unpredictable = self.rng.getrandbits(32)   # drawn for every chip read (seeded runs stay stable)
-        at = slots.get("9F02")
-        if at is not None:
-            data[at[0]:at[0] + 6] = bytes.fromhex(f"{amount:012d}")
-        at = slots.get("9A")
-        if at is not None:
-            data[at[0]:at[0] + 3] = bytes.fromhex("%02d%02d%02d" % (now.year % 100, now.month, now.day))  # noqa: UP031
-        at = slots.get("9F37")
-        if at is not None:
-            data[at[0]:at[0] + 4] = unpredictable.to_bytes(4, "big")
-        return bytes(data)
+        out = [plan[0]]
+        for i in range(1, len(plan), 2):
+            tag = plan[i]
+            if tag == "9F02":
+                out.append(bytes.fromhex(f"{amount:012d}"))
+            elif tag == "9A":
+                out.append(self._emv_date(now))
+            else:
+                out.append(unpredictable.to_bytes(4, "big"))
+            out.append(plan[i + 1])
+        return b"".join(out)
+
+    def _emv_date(self, now: _dt.datetime) -> bytes:
+        """EMV 9A (YYMMDD, BCD) of ``now``: formatted once per business day."""
+        day = now.toordinal()
+        cached = self._emv_day
+        if cached[0] != day:
+            cached = self._emv_day = (day, bytes.fromhex("%02d%02d%02d" % (now.year % 100, now.month, now.day)))  # noqa: UP031
+        return cached[1]
 
     def _pin_for(self, card: Card, amount: int, pin: str | None) -> str | None:
         """The PIN the cardholder enters: ``pin`` if given ("" = none), else the card's own PIN when
@@ -358,9 +415,14 @@ class Terminal:
         mti, fields = self._request_base(txn)
         now = self.clock()   # one business time for the request's date fields and EMV 9A
         if card is not None:
-            fields.update(self._card_fields(card, amount or 0, pin, now))
+            fields.update(self._card_info(card)[2])
+            if card.entry != "magstripe":
+                fields[55] = self._icc_data(card, amount or 0, now)
+            if pin:
+                fields[52] = self.link.pin_block(pin, card.pan, self._keys)
         if amount is not None:
-            fields[4] = format_amount(amount)
+            fields[4] = (f"{amount:012d}" if amount.__class__ is int and 0 <= amount <= 999_999_999_999
+                         else format_amount(amount))
         fields[11] = self._allocate_stan()
         self._stamp_times(fields, now)
         fields[41] = self.config.tid
@@ -378,23 +440,25 @@ class Terminal:
             stan=str(request.get(11, "")), batch=self.journal.batch, rc=rc, auth_code=auth, rrn=rrn,
             when=self.clock().isoformat(" ", "seconds")[:19], outcome=outcome, offline=offline)
 
-    async def _print(self, attempt: int, text: str, outcome: str, *, copy: str = "original",
+    async def _print(self, attempt: int, text: str | Receipt, outcome: str, *, copy: str = "original",
                      steps: bool = True) -> bool:
-        """Print a receipt, recording the result in the journal right after the paper comes out."""
-        if steps:
-            await self._step("before-print", attempt)
+        """Print a receipt, recording the result in the journal right after the paper comes out.
+        ``text`` may be an unprinted :class:`Receipt` whose text is rendered lazily."""
+        if steps and (waiting := self._hook("before-print", attempt)) is not None:
+            await waiting
         at = self._time()
         try:
-            self.printer.print(Receipt(attempt, text, copy, at))
+            self.printer.print(Receipt(attempt, text, copy, at) if text.__class__ is str
+                               else Receipt(attempt, None, copy, at, source=text._source))  # type: ignore[union-attr]
             status = "printed"
         except PrinterFault as fault:
             status = fault.kind
         self.journal.receipt_printed(attempt, copy=copy, status=status, outcome=outcome, at=at)
         if self.events is not None:   # hot path: no event arguments built when nobody listens
-            self._emit("print" if status == "printed" else "print_failed", attempt=attempt,
-                       detail=f"{copy} {status}")
-        if steps:
-            await self._step("after-print", attempt)
+            self.events({"actor": "terminal", "kind": "print" if status == "printed" else "print_failed",
+                         "tid": self.config.tid, "attempt": attempt, "detail": f"{copy} {status}"})
+        if steps and (waiting := self._hook("after-print", attempt)) is not None:
+            await waiting
         return status == "printed"
 
     # -- keys ----------------------------------------------------------------------------------
@@ -640,12 +704,13 @@ class Terminal:
             entry = "manual"   # key-entered from the journal: the card is not presented again
             extra = {**card_fields, 22: ENTRY_MODE["manual"], **(extra or {})}
         elif card is not None:
-            masked, entry = card.masked_pan, card.entry
+            masked, entry = self._card_info(card)[1], card.entry
         else:
             raise TerminalError(f"{kind} needs a card")
         pan = card.pan if card is not None else str((extra or {}).get(2, ""))
-        clean = profile.flush_before_transaction and await self.flush()
-        keys_ok = await self._ensure_keys()
+        # Nothing to flush and keys in place (the usual case): no coroutines for the checks.
+        clean = profile.flush_before_transaction and (not journal.may_have_pending() or await self.flush())
+        keys_ok = self._keys is not None or not cfg.use_mac or await self._ensure_keys()
         if (profile.flush_before_transaction and not clean) or not keys_ok:
             why = "pending reversal not acknowledged" if keys_ok else "not signed on (no working keys)"
             request = self._build(txn, amount=amount, card=card, pin="", extra=extra)
@@ -663,22 +728,30 @@ class Terminal:
                                         request=request, at=self._time(), arm_reversal=armed, original=original,
                                         masked=masked if card is not None else None)
         if self.events is not None:
-            self._emit("attempt", attempt=attempt, stan=request.get(11), amount=amount_value,
-                       detail=f"{kind} armed={armed}")
-        await self._step("before-send", attempt)
-        ch = await self._open()
-        if ch is None:
+            self.events({"actor": "terminal", "kind": "attempt", "tid": cfg.tid, "attempt": attempt,
+                         "stan": request.fields[11], "amount": amount_value,
+                         "detail": f"{kind} armed={'True' if armed else 'False'}"})
+        if (waiting := self._hook("before-send", attempt)) is not None:
+            await waiting
+        try:
+            ch = await self.connector()
+        except _LINK_DOWN as exc:
+            self._emit("connect_failed", detail=type(exc).__name__)
             journal.decide(attempt, outcome="failed", at=self._time(), detail="cannot connect to host",
                            reversal="cleared" if armed else None)
             return TxnResult(attempt, "failed", stan=request.get(11), detail="cannot connect to host")
         sent = await self._send(ch, request, attempt=attempt)
-        await self._step("after-send", attempt)
+        if (waiting := self._hook("after-send", attempt)) is not None:
+            await waiting
         reply = (await self._await_reply(ch, request, self._time() + cfg.response_timeout, attempt=attempt)
                  if sent else _Reply("closed"))
-        if reply.msg is not None:
-            await self._step("after-response", attempt)
+        if reply.msg is not None and (waiting := self._hook("after-response", attempt)) is not None:
+            await waiting
         if reply.kind == "ok":
-            await self._close(ch)
+            try:
+                await ch.close()
+            except Exception:
+                pass
             return await self._conclude(attempt, kind, txn, amount_value, masked, entry, request, reply.msg,
                                         reversible=reversible, original=original)
         # No trustworthy answer.
@@ -715,24 +788,39 @@ class Terminal:
         balance = None
         if kind == "balance" and approved:
             balance = _parse_balance(response.get(54))
-        receipt = (self._receipt(kind, amount, masked, entry, request, rc, auth, rrn, outcome)
-                   if approved and kind != "balance" else None)
+        receipt: Receipt | None = None
+        stored: str | None = None
+        if approved and kind != "balance":
+            # Rendered only when read (the printer roll, TxnResult.receipt); the journal keeps what
+            # it is rendered from, with the outcome, before printing (journal.receipt_spec).
+            cfg = self.config
+            stan = str(request.fields.get(11, ""))
+            when = self.clock().isoformat(" ", "seconds")[:19]
+            receipt = Receipt(attempt, None, source=(cfg.merchant_name, cfg.mid, cfg.tid, kind, amount, cfg.currency,
+                                                     masked, entry, stan, self.journal.batch, rc, auth, rrn, when,
+                                                     outcome, False))
+            stored = receipt_spec(cfg.merchant_name, cfg.mid, cfg.currency, when, stan)
         in_batch = approved and txn in _IN_BATCH
         void_original = original if (approved and txn is _VOID) else None
         reversal = None if keep_reversal else ("cleared" if reversible else None)
         if receipt is not None and self.profile.print_before_commit:
             await self._print(attempt, receipt, outcome)
             self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
-                                in_batch=in_batch, receipt=receipt, reversal=reversal, void_original=void_original)
+                                in_batch=in_batch, receipt=stored, reversal=reversal, void_original=void_original)
         else:
             self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
-                                in_batch=in_batch, receipt=receipt, reversal=reversal, void_original=void_original)
+                                in_batch=in_batch, receipt=stored, reversal=reversal, void_original=void_original)
             if self.events is not None:
-                self._emit("decided", attempt=attempt, stan=request.get(11), rc=rc, detail=outcome)
+                event = {"actor": "terminal", "kind": "decided", "tid": self.config.tid, "attempt": attempt,
+                         "stan": request.fields[11]}
+                if rc is not None:
+                    event["rc"] = rc
+                event["detail"] = outcome
+                self.events(event)
             if receipt is not None:
                 await self._print(attempt, receipt, outcome)
-        return TxnResult(attempt, outcome, rc, request.get(11), receipt, auth, rrn, balance,
-                         detail=rc_text(rc))
+        return TxnResult(attempt, outcome, rc, request.fields.get(11), receipt, auth, rrn, balance,
+                         detail=_RC_TEXT.get(rc) or _rc_text(rc))
 
     async def _retransmit(self, attempt: int, kind: str, txn: TxnType, amount: int, masked: str, entry: str,
                           request: Message, *, reversible: bool, original: int | None) -> TxnResult:
@@ -856,16 +944,25 @@ def _check_amount(what: str, amount: object) -> None:
                             f"got {amount!r}")
 
 
-def _emv_slots(emv: bytes) -> dict[str, tuple[int, int]]:
-    """Where the values of the terminal-supplied EMV tags sit in a card's TLV data (offset, size)."""
+def _emv_plan(emv: bytes) -> tuple[Any, ...]:
+    """A card's EMV data cut around the values of the terminal-supplied tags: ``(bytes, tag, bytes,
+    tag, ..., bytes)`` in data order, or ``()`` when the card has none of them."""
     items = tlv.decode(emv)
     ends = [item.offset for item in items[1:]] + [len(emv)]
-    slots = {}
+    slots = []
     for item, end in zip(items, ends):
         size = _EMV_TERMINAL_TAGS.get(item.tag)
         if size is not None and len(item.value) == size and item.offset is not None:
-            slots[item.tag] = (end - size, size)
-    return slots
+            slots.append((end - size, size, item.tag))
+    if not slots:
+        return ()
+    plan: list[Any] = []
+    pos = 0
+    for start, size, tag in sorted(slots):
+        plan += [emv[pos:start], tag]
+        pos = start + size
+    plan.append(emv[pos:])
+    return tuple(plan)
 
 
 def _message(mti: str, fields: dict[int, Any]) -> Message:
@@ -887,3 +984,29 @@ def _parse_balance(value: Any) -> int | None:
 
 def _tuple(t: SettlementTotals) -> tuple[int, int, int, int]:
     return (t.debit_count, t.debit_amount, t.credit_count, t.credit_amount)
+
+
+_RESPONSE_MTIS: dict[str, str | None] = {}
+
+
+def _response_mti(mti: str) -> str | None:
+    """``Message.response_mti`` of a request MTI, memoized (None for an MTI that has none)."""
+    found = _RESPONSE_MTIS.get(mti, "")
+    if found == "":
+        try:
+            found = Message(mti).response_mti()
+        except ValueError:
+            found = None
+        _RESPONSE_MTIS[mti] = found
+    return found
+
+
+_RC_TEXT: dict[str | None, str] = {}
+
+
+def _rc_text(rc: str | None) -> str:
+    """``rc_text``, memoized per response code."""
+    text = _RC_TEXT[rc] = rc_text(rc)
+    if len(_RC_TEXT) > 256:
+        _RC_TEXT.clear()
+    return text

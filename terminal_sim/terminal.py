@@ -86,19 +86,38 @@ _REASONS = {"timeout": REVERSAL_REASON_TIMEOUT, "closed": REVERSAL_REASON_TIMEOU
             "bad_mac": REVERSAL_REASON_MAC, "malformed": REVERSAL_REASON_MALFORMED}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TxnResult:
-    """What the terminal showed for one transaction."""
+    """What the terminal showed for one transaction.
+
+    ``TxnResult(attempt, outcome, rc, stan, receipt, auth_code, rrn, balance, detail)``; ``receipt``
+    is the receipt text, or (from the terminal itself) the ``printer.render_receipt`` arguments,
+    rendered when :attr:`receipt` is read.
+    """
 
     attempt: int | None
     outcome: str                    # approved | declined | failed
-    rc: str | None = None
-    stan: str | None = None
-    _receipt: str | tuple[Any, ...] | None = field(default=None, repr=False)   # see the ``receipt`` property
-    auth_code: str | None = None
-    rrn: str | None = None
-    balance: int | None = None      # balance inquiry: available balance in minor units
-    detail: str = ""
+    rc: str | None
+    stan: str | None
+    _receipt: str | tuple[Any, ...] | None = field(repr=False)   # see the ``receipt`` property
+    auth_code: str | None
+    rrn: str | None
+    balance: int | None             # balance inquiry: available balance in minor units
+    detail: str
+
+    def __init__(self, attempt: int | None, outcome: str, rc: str | None = None, stan: str | None = None,
+                 receipt: str | tuple[Any, ...] | None = None, auth_code: str | None = None,
+                 rrn: str | None = None, balance: int | None = None, detail: str = "") -> None:
+        setter = object.__setattr__
+        setter(self, "attempt", attempt)
+        setter(self, "outcome", outcome)
+        setter(self, "rc", rc)
+        setter(self, "stan", stan)
+        setter(self, "_receipt", receipt)
+        setter(self, "auth_code", auth_code)
+        setter(self, "rrn", rrn)
+        setter(self, "balance", balance)
+        setter(self, "detail", detail)
 
     @property
     def approved(self) -> bool:

@@ -39,6 +39,7 @@ from iso8583.framing import FramingError
 from iso8583.mask import scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
+    APPROVED_CODES,
     ENTRY_MODE,
     REVERSAL_REASON_MAC,
     REVERSAL_REASON_MALFORMED,
@@ -804,9 +805,10 @@ class Terminal:
                         request: Message, response: Message, *, reversible: bool, original: int | None,
                         keep_reversal: bool = False) -> TxnResult:
         """A trustworthy response came: commit what it says, then print (or the profile's order)."""
-        rc = response.get(39)
-        approved = is_approved(rc)
-        auth, rrn = response.get(38), response.get(37)
+        got = response.fields
+        rc = got.get(39)
+        approved = rc in APPROVED_CODES   # is_approved
+        auth, rrn = got.get(38), got.get(37)
         outcome = "approved" if approved else "declined"
         balance = None
         if kind == "balance" and approved:

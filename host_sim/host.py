@@ -69,6 +69,8 @@ except ImportError:  # pragma: no cover - fall back to make_response itself
     _ECHO_FIELDS = {}
 #: The same, as sets (``Host._response`` drops what is not echoed).
 _ECHO_SETS = {family: frozenset(numbers) for family, numbers in _ECHO_FIELDS.items()}
+#: Per family: the fields a response does not echo, by request "shape" (its field numbers in order).
+_NOT_ECHOED: dict[str, dict[tuple[int, ...], tuple[int, ...]]] = {family: {} for family in _ECHO_FIELDS}
 #: Response MTI of each request MTI seen (``Message.response_mti``, memoized).
 _RESPONSE_MTI: dict[str, str] = {}
 #: ``classify`` of ISO class 1/2 requests by (MTI, field 3, field 25): see ``Host._classify``.
@@ -399,7 +401,14 @@ class Host:
         else:
             src = msg.fields
             fields = src.copy()
-            for number in src.keys() - echo:   # C set difference: usually one or two fields to drop
+            shape = tuple(src)
+            memo = _NOT_ECHOED[self.family]
+            drop = memo.get(shape)
+            if drop is None:
+                if len(memo) >= 1024:
+                    memo.clear()
+                drop = memo[shape] = tuple(n for n in shape if n not in echo)
+            for number in drop:
                 del fields[number]
             f60 = fields.get(60)
             if isinstance(f60, dict):
@@ -592,9 +601,12 @@ class Host:
             ledger.record_approval(kt, draft[1], msg.mti, mid, pan, amount, {"37": rrn, "38": auth}, fingerprint,
                                    draft[7], amount, 0, stamp, day, draft[10], "sale", account,
                                    payable_account(mid))
-        if self.events is not None:
-            self._emit("posting", mti=msg.mti, stan=kt[1], tid=tid, amount=amount, rc="00",
-                       detail=f"{txn.value} {mask_pan(pan)} {'held' if txn is _PREAUTH else 'debited'}")
+        events = self.events
+        if events is not None:
+            # what _emit("posting", ...) sends, without its scrub_text pass: this detail is built
+            # from the masked PAN and fixed words only, so there is nothing for it to mask
+            events({"actor": "host", "kind": "posting", "mti": msg.mti, "stan": kt[1], "tid": tid, "amount": amount,
+                    "rc": "00", "detail": f"{txn._value_} {mask_pan(pan)} {'held' if txn is _PREAUTH else 'debited'}"})
         return self._response(msg, "00", {37: rrn, 38: auth})
 
     def _decline(self, msg: Message, base: dict[str, Any], rc: str, reason: str, status: str = "declined") -> Message:
@@ -1007,12 +1019,19 @@ def _fingerprint(msg: Message, family: Family, pan: str | None = None) -> str:
     get = fields.get
     f60 = get(60)
     code = f60.get("60.1", "") if isinstance(f60, dict) else ""
+    # f-string fields are str() of each value, as "|".join(str(...)) was; a copy of a prepared
+    # BLAKE2b state skips the constructor's keyword parsing
     if 12 in fields and 13 in fields:
-        text = "|".join((pan, str(get(3, "")), str(get(4, "")), code, str(get(41, "")), str(get(42, "")),
-                         str(fields[12]), str(fields[13])))
-        return "L" + _blake2b(text.encode(), digest_size=12).hexdigest()
-    text = "|".join((pan, str(get(3, "")), str(get(4, "")), code, str(get(41, "")), str(get(42, ""))))
-    return "N" + _blake2b(text.encode(), digest_size=12).hexdigest()
+        digest = _BLAKE2B_12.copy()
+        digest.update(f"{pan}|{get(3, '')}|{get(4, '')}|{code}|{get(41, '')}|{get(42, '')}|{fields[12]}|{fields[13]}"
+                      .encode())
+        return "L" + digest.hexdigest()
+    digest = _BLAKE2B_12.copy()
+    digest.update(f"{pan}|{get(3, '')}|{get(4, '')}|{code}|{get(41, '')}|{get(42, '')}".encode())
+    return "N" + digest.hexdigest()
+
+
+_BLAKE2B_12 = _blake2b(digest_size=12)
 
 
 def _balance_field(balance: int, currency: str) -> str:

@@ -38,8 +38,11 @@ from iso8583.mask import mask_pan
 from iso8583.message import Message
 
 from .errors import TerminalError
+from .printer import render_receipt
 
-SCHEMA_VERSION = 2   # 2: receipts clustered by attempt, no indexes written by a sale (1 migrates)
+SCHEMA_VERSION = 3   # 3: compact request text, online receipts rendered from the row (2 and 1 migrate)
+# 2: receipts clustered by attempt, no indexes written by a sale. A schema 2 journal needs no
+# rewrite: its JSON requests and receipt texts stay readable (decode_fields, _receipt_text).
 
 #: Fields never written to the journal: track data, PIN block, security control, MACs.
 _NOT_STORED = frozenset({35, 36, 45, 52, 53, 64, 128})
@@ -80,7 +83,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     in_batch INTEGER NOT NULL DEFAULT 0,
     settled INTEGER NOT NULL DEFAULT 0,
     voided INTEGER NOT NULL DEFAULT 0,
-    receipt TEXT,                   -- receipt text to print / reprint
+    receipt TEXT,                   -- receipt text, or (schema 3) a receipt_spec to render it from
     reversal TEXT NOT NULL DEFAULT 'none',  -- none|armed|cleared|pending|acked|dropped
     reversal_reason TEXT,
     reversal_tries INTEGER NOT NULL DEFAULT 0,
@@ -136,8 +139,6 @@ if (type(None), sqlite3.PrepareProtocol) not in sqlite3.adapters:
     sqlite3.register_adapter(type(None), lambda value: value)
 
 
-_KEY_STR = {n: str(n) for n in range(193)}
-_KEY_HEX = {n: f"{n}x" for n in range(193)}
 # One encoder for values that are neither text nor bytes (UnionPay's composite field 60).
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _VALUE_SEP, _BODY_SEP = "\x1f", "\x1e"
@@ -146,39 +147,46 @@ _VALUE_SEP, _BODY_SEP = "\x1f", "\x1e"
 def encode_fields(msg: Message) -> str:
     """A request as text for the journal, without track data, PIN block or MAC.
 
-    Layout (schema 3): ``MTI KEY KEY ...\\x1eVALUE\\x1fVALUE...`` — one key per field: ``N`` for a
-    text value stored as is, ``Nx`` for bytes stored as hex, ``Nj`` for anything else (and for a
-    text that contains one of the two separators) stored as JSON. About half the cost of the JSON
-    object it replaces, on every attempt before its request leaves. Journals written before keep
-    their JSON requests; :func:`decode_fields` reads both.
+    Layout (schema 3): ``MTI NUMBERS MARKS\x1eVALUE\x1fVALUE...`` — NUMBERS are the field numbers
+    as hex bytes, in order; the values are the fields' texts; MARKS (``-`` when none) lists the
+    fields stored otherwise: ``55x`` bytes as hex, ``60j`` JSON (composite fields, anything not
+    text, a text holding a separator). Every step is one C-level call over all fields — a Python
+    loop over ~17 fields cost three times as much, on every attempt before its request leaves.
+    Journals written before keep their JSON requests; :func:`decode_fields` reads both.
     """
-    fields = msg.fields
-    skip = _NOT_STORED
-    if not skip.isdisjoint(fields):
-        fields = {n: v for n, v in fields.items() if n not in skip}
-    keys: list[str] = []
-    values: list[str] = []
-    key_str = _KEY_STR
-    for number, value in fields.items():
-        cls = value.__class__
-        if cls is str:
-            keys.append(key_str[number])
-            values.append(value)
-        elif cls is bytes or cls is bytearray:
-            keys.append(_KEY_HEX[number])
-            values.append(value.hex())
-        else:
-            keys.append(f"{number}j")
-            values.append(_dumps(value))
-    body = _VALUE_SEP.join(values)
-    if body.count(_VALUE_SEP) != max(len(values) - 1, 0) or _BODY_SEP in body:
-        # A text holding a separator (rare: free-text fields): that value goes as JSON.
-        for i, value in enumerate(values):
-            if keys[i][-1].isdigit() and (_VALUE_SEP in value or _BODY_SEP in value):
-                keys[i] += "j"
-                values[i] = _dumps(value)
+    fields = msg.fields.copy()
+    for number in _NOT_STORED.intersection(fields):
+        del fields[number]
+    marks = "-"
+    icc = fields.get(55)
+    if icc.__class__ is bytes:   # the one bytes field of a card request (EMV data)
+        fields[55] = icc.hex()
+        marks = "55x"
+    values = list(fields.values())
+    try:
         body = _VALUE_SEP.join(values)
-    return f"{msg.mti} {' '.join(keys)}{_BODY_SEP}{body}"
+        plain = body.count(_VALUE_SEP) == len(values) - 1 and _BODY_SEP not in body
+    except TypeError:   # a value that is not text
+        plain = False
+    try:
+        numbers = bytes(fields).hex()
+    except ValueError:  # a field number beyond 255: not a field any dialect has
+        raise TerminalError(f"request {msg.mti}: field numbers must be 1..192, got {sorted(fields)}") from None
+    if not plain:
+        marked = [] if marks == "-" else [marks]
+        for i, (number, value) in enumerate(fields.items()):
+            if number == 55 and marked and marked[0] == "55x":
+                continue
+            cls = value.__class__
+            if cls is bytes or cls is bytearray:
+                values[i] = value.hex()
+                marked.append(f"{number}x")
+            elif cls is not str or _VALUE_SEP in value or _BODY_SEP in value:
+                values[i] = _dumps(value)
+                marked.append(f"{number}j")
+        body = _VALUE_SEP.join(values)
+        marks = ",".join(marked) or "-"
+    return f"{msg.mti} {numbers} {marks}{_BODY_SEP}{body}"
 
 
 def decode_fields(text: str) -> Message:
@@ -190,21 +198,51 @@ def decode_fields(text: str) -> Message:
                   for k, v in data.items()}
         return Message(mti, fields)
     head, _, body = text.partition(_BODY_SEP)
-    mti, _, keys_text = head.partition(" ")
-    keys = keys_text.split()
-    values = body.split(_VALUE_SEP) if keys else []
-    if len(values) != len(keys):
-        raise TerminalError(f"journal request for MTI {mti}: {len(keys)} fields named, {len(values)} values stored")
-    out: dict[int, Any] = {}
-    for key, value in zip(keys, values):
-        kind = key[-1]
-        if kind == "x":
-            out[int(key[:-1])] = bytes.fromhex(value)
-        elif kind == "j":
-            out[int(key[:-1])] = json.loads(value)
-        else:
-            out[int(key)] = value
+    try:
+        mti, numbers_hex, marks = head.split(" ")
+        numbers = bytes.fromhex(numbers_hex)
+    except ValueError:
+        raise TerminalError(f"journal request {head[:40]!r}: expected 'MTI NUMBERS MARKS'") from None
+    values: list[Any] = body.split(_VALUE_SEP) if numbers else []
+    if len(values) != len(numbers):
+        raise TerminalError(f"journal request for MTI {mti}: {len(numbers)} fields named, {len(values)} values stored")
+    out: dict[int, Any] = dict(zip(numbers, values))
+    if marks != "-":
+        for mark in marks.split(","):
+            number = int(mark[:-1])
+            out[number] = bytes.fromhex(out[number]) if mark[-1] == "x" else json.loads(out[number])
     return Message(mti, out)
+
+
+#: A stored receipt that starts with this is not the text but what the text is rendered from,
+#: besides the attempt's own columns (schema 3): merchant, MID, currency, date, STAN.
+RECEIPT_SPEC = "\x1e"
+
+
+def receipt_spec(merchant: str, mid: str, currency: str, when: str, stan: str) -> str:
+    """What the journal keeps of an online receipt (instead of its ~300-character text): the rest
+    of it is the attempt row — kind, amount, masked card, entry, batch, rc, auth code, RRN,
+    outcome. Written with the outcome, before printing; rendered again for a reprint or a
+    recovery print exactly as it was printed."""
+    return f"{RECEIPT_SPEC}{merchant}{_VALUE_SEP}{mid}{_VALUE_SEP}{currency}{_VALUE_SEP}{when}{_VALUE_SEP}{stan}"
+
+
+def _receipt_text(stored: str, row: tuple[Any, ...]) -> str:
+    """The receipt text of ``stored`` (text, or a :func:`receipt_spec`) for the attempt ``row``:
+    (tid, kind, amount, card, entry, batch, rc, auth_code, rrn, outcome, mode)."""
+    if not stored.startswith(RECEIPT_SPEC):
+        return stored
+    parts = stored[1:].split(_VALUE_SEP)
+    if len(parts) != 5:
+        raise TerminalError(f"journal receipt: expected 5 parts (merchant, MID, currency, date, STAN), "
+                            f"found {len(parts)}")
+    merchant, mid, currency, when, stan = parts
+    tid, kind, amount, card, entry, batch, rc, auth, rrn, outcome, mode = row
+    return render_receipt(merchant, mid, tid, kind, amount, currency, card, entry, stan, batch, rc, auth, rrn, when,
+                          outcome, mode == "offline")
+
+
+_RECEIPT_COLUMNS = "tid, kind, amount, card, entry, batch, rc, auth_code, rrn, outcome, mode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +345,8 @@ class Journal:
             row = (SCHEMA_VERSION, 0, 1, 0)
         if row[0] == 1:
             _migrate_v1(conn)
+        elif row[0] == 2:
+            conn.execute("UPDATE meta SET schema_version = ? WHERE id = 1", (SCHEMA_VERSION,))
         elif row[0] != SCHEMA_VERSION:
             raise TerminalError(f"journal {path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
         self._batch: int = row[2]
@@ -530,6 +570,7 @@ class Journal:
                request: Message | None = None) -> None:
         """Record what was shown, and atomically what follows from it.
 
+        ``receipt`` is the receipt's text or, for an online receipt, its :func:`receipt_spec`.
         ``reversal``: new reversal state (``cleared`` when a trustworthy answer came, ``pending``
         when the terminal must reverse, ``None`` to leave it). ``void_original`` takes a voided
         transaction out of the batch in the same transaction.
@@ -637,6 +678,11 @@ class Journal:
         self._open_reversals.intersection_update(still)
         return [r for r in rows if r[0] in still]
 
+    def may_have_pending(self) -> bool:
+        """False when no reversal or advice can be waiting (no query needed to know); True means
+        :meth:`pending_reversals` / :meth:`pending_advices` must be asked."""
+        return bool(self._open_reversals) or self._maybe_advices
+
     def pending_reversals(self) -> list[PendingMessage]:
         """Reversals the terminal has decided to send and that are not yet acknowledged."""
         return [PendingMessage(r[0], decode_fields(r[1]), r[2], r[3], r[4]) for r in self._reversal_rows()
@@ -660,15 +706,16 @@ class Journal:
     def unprinted_approvals(self) -> list[tuple[int, str]]:
         """Approved attempts whose receipt never came out: (attempt, receipt text)."""
         rows = self._conn.execute(
-            "SELECT id, receipt FROM attempts a WHERE outcome = 'approved' AND receipt IS NOT NULL AND NOT EXISTS"
+            f"SELECT id, receipt, {_RECEIPT_COLUMNS} FROM attempts a WHERE outcome = 'approved'"
+            " AND receipt IS NOT NULL AND NOT EXISTS"
             " (SELECT 1 FROM receipts r WHERE r.attempt = a.id AND r.status = 'printed') ORDER BY id").fetchall()
-        return [(int(r[0]), str(r[1])) for r in rows]
+        return [(int(r[0]), _receipt_text(str(r[1]), r[2:])) for r in rows]
 
     def last_receipt(self) -> tuple[int, str, str] | None:
         """(attempt, receipt text, outcome) of the most recent attempt that has a receipt."""
-        row = self._conn.execute("SELECT id, receipt, outcome FROM attempts WHERE receipt IS NOT NULL"
+        row = self._conn.execute(f"SELECT id, receipt, {_RECEIPT_COLUMNS} FROM attempts WHERE receipt IS NOT NULL"
                                  " ORDER BY id DESC LIMIT 1").fetchone()
-        return (int(row[0]), str(row[1]), str(row[2])) if row else None
+        return (int(row[0]), _receipt_text(str(row[1]), row[2:]), str(row[11])) if row else None
 
     def request_of(self, attempt: int) -> Message:
         row = self._conn.execute("SELECT request FROM attempts WHERE id = ?", (attempt,)).fetchone()
@@ -789,7 +836,8 @@ def _create_schema(conn: sqlite3.Connection, *, memory: bool) -> None:
 
 
 def _migrate_v1(conn: sqlite3.Connection) -> None:
-    """Schema 1 -> 2: receipts become a table clustered by attempt (the old rowid keeps the order)."""
+    """Schema 1 -> 3: receipts become a table clustered by attempt (the old rowid keeps the order);
+    nothing else changes (see SCHEMA_VERSION)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         layout = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'receipts'").fetchone()

@@ -13,6 +13,7 @@ each successful print in the journal right after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from iso8583.transactions import rc_text
 
@@ -21,12 +22,52 @@ from .errors import PrinterFault
 PRINTER_FAULTS = ("paper_out", "jam")
 
 
-@dataclass(frozen=True, slots=True)
 class Receipt:
+    """One receipt as it came out of (or was sent to) the printer.
+
+    ``text`` may be given, or rendered on first read from ``source`` — the
+    :func:`render_receipt` arguments: a terminal prints one receipt per sale that usually nobody
+    reads back in a simulation, so its text is not built until someone does. Immutable.
+    """
+
+    __slots__ = ("_source", "_text", "at", "attempt", "copy")
+
     attempt: int
-    text: str
-    copy: str = "original"         # original | reprint | recovery
-    at: float = 0.0
+    copy: str            # original | reprint | recovery
+    at: float
+
+    def __init__(self, attempt: int, text: str | None = None, copy: str = "original", at: float = 0.0, *,
+                 source: tuple[Any, ...] | None = None) -> None:
+        if text is None and source is None:
+            raise ValueError("a receipt needs its text or the source to render it from")
+        setter = object.__setattr__
+        setter(self, "attempt", attempt)
+        setter(self, "copy", copy)
+        setter(self, "at", at)
+        setter(self, "_text", text)
+        setter(self, "_source", source)
+
+    @property
+    def text(self) -> str:
+        text = self._text
+        if text is None:
+            text = render_receipt(*self._source)  # type: ignore[misc]
+            object.__setattr__(self, "_text", text)
+        return text
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Receipt is immutable (cannot set {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Receipt):
+            return NotImplemented
+        return (self.attempt, self.text, self.copy, self.at) == (other.attempt, other.text, other.copy, other.at)
+
+    def __hash__(self) -> int:
+        return hash((self.attempt, self.text, self.copy, self.at))
+
+    def __repr__(self) -> str:
+        return f"Receipt(attempt={self.attempt!r}, text={self.text!r}, copy={self.copy!r}, at={self.at!r})"
 
 
 @dataclass
@@ -75,6 +116,14 @@ def format_receipt(*, merchant: str, mid: str, tid: str, kind: str, amount: int,
                    entry: str, stan: str, batch: int, rc: str | None, auth_code: str | None, rrn: str | None,
                    when: str, outcome: str, offline: bool = False) -> str:
     """The receipt text (card already masked). Amounts are minor units shown with two decimals."""
+    return render_receipt(merchant, mid, tid, kind, amount, currency, card, entry, stan, batch, rc, auth_code, rrn,
+                          when, outcome, offline)
+
+
+def render_receipt(merchant: str, mid: str, tid: str, kind: str, amount: int, currency: str, card: str,
+                   entry: str, stan: str, batch: int, rc: str | None, auth_code: str | None, rrn: str | None,
+                   when: str, outcome: str, offline: bool = False) -> str:
+    """:func:`format_receipt` with positional arguments (the form a lazy :class:`Receipt` keeps)."""
     title = _TITLES.get(kind) or kind.upper()
     sign = "-" if kind in ("void", "refund") else ""
     return (f"{merchant}\nMID {mid}  TID {tid}\n{title}{' (OFFLINE)' if offline else ''}\n"

@@ -30,7 +30,7 @@ import datetime as _dt
 import inspect
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from iso8583 import tlv
@@ -50,7 +50,6 @@ from iso8583.transactions import (
     format_stan,
     is_approved,
     make_reversal,
-    matches,
     original_reference,
     rc_text,
     request_base,
@@ -60,7 +59,7 @@ from iso8583.transactions import (
 from .cards import Card
 from .config import TerminalConfig
 from .errors import PrinterFault, TerminalError
-from .journal import Journal, PendingMessage
+from .journal import Journal, PendingMessage, receipt_spec
 from .link import LinkError, WireLink
 from .printer import Printer, Receipt, format_receipt
 from .profiles import Profile, load_profile
@@ -95,7 +94,7 @@ class TxnResult:
     outcome: str                    # approved | declined | failed
     rc: str | None = None
     stan: str | None = None
-    receipt: str | None = None      # receipt text if one was printed
+    _receipt: str | Receipt | None = field(default=None, repr=False)   # see the ``receipt`` property
     auth_code: str | None = None
     rrn: str | None = None
     balance: int | None = None      # balance inquiry: available balance in minor units
@@ -104,6 +103,12 @@ class TxnResult:
     @property
     def approved(self) -> bool:
         return self.outcome == "approved"
+
+    @property
+    def receipt(self) -> str | None:
+        """The receipt text if one was printed (rendered when first read)."""
+        found = self._receipt
+        return found if found is None or found.__class__ is str else found.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +259,8 @@ class Terminal:
             except LinkError as exc:
                 self._emit("recv_malformed", detail=scrub_text(str(exc))[:200])
                 return _Reply("malformed")
-            if not matches(request, msg):
+            if not (msg.mti == _response_mti(request.mti) and msg.fields.get(11) == request.fields.get(11)
+                    and msg.fields.get(41) == request.fields.get(41)):   # iso8583.transactions.matches
                 self._emit("recv_unmatched", mti=msg.mti, stan=msg.get(11))
                 continue
             events = self.events
@@ -415,7 +421,8 @@ class Terminal:
             if pin:
                 fields[52] = self.link.pin_block(pin, card.pan, self._keys)
         if amount is not None:
-            fields[4] = format_amount(amount)
+            fields[4] = (f"{amount:012d}" if amount.__class__ is int and 0 <= amount <= 999_999_999_999
+                         else format_amount(amount))
         fields[11] = self._allocate_stan()
         self._stamp_times(fields, now)
         fields[41] = self.config.tid
@@ -433,14 +440,16 @@ class Terminal:
             stan=str(request.get(11, "")), batch=self.journal.batch, rc=rc, auth_code=auth, rrn=rrn,
             when=self.clock().isoformat(" ", "seconds")[:19], outcome=outcome, offline=offline)
 
-    async def _print(self, attempt: int, text: str, outcome: str, *, copy: str = "original",
+    async def _print(self, attempt: int, text: str | Receipt, outcome: str, *, copy: str = "original",
                      steps: bool = True) -> bool:
-        """Print a receipt, recording the result in the journal right after the paper comes out."""
+        """Print a receipt, recording the result in the journal right after the paper comes out.
+        ``text`` may be an unprinted :class:`Receipt` whose text is rendered lazily."""
         if steps and (waiting := self._hook("before-print", attempt)) is not None:
             await waiting
         at = self._time()
         try:
-            self.printer.print(Receipt(attempt, text, copy, at))
+            self.printer.print(Receipt(attempt, text, copy, at) if text.__class__ is str
+                               else Receipt(attempt, None, copy, at, source=text._source))  # type: ignore[union-attr]
             status = "printed"
         except PrinterFault as fault:
             status = fault.kind
@@ -699,8 +708,9 @@ class Terminal:
         else:
             raise TerminalError(f"{kind} needs a card")
         pan = card.pan if card is not None else str((extra or {}).get(2, ""))
-        clean = profile.flush_before_transaction and await self.flush()
-        keys_ok = await self._ensure_keys()
+        # Nothing to flush and keys in place (the usual case): no coroutines for the checks.
+        clean = profile.flush_before_transaction and (not journal.may_have_pending() or await self.flush())
+        keys_ok = self._keys is not None or not cfg.use_mac or await self._ensure_keys()
         if (profile.flush_before_transaction and not clean) or not keys_ok:
             why = "pending reversal not acknowledged" if keys_ok else "not signed on (no working keys)"
             request = self._build(txn, amount=amount, card=card, pin="", extra=extra)
@@ -723,8 +733,10 @@ class Terminal:
                          "detail": f"{kind} armed={'True' if armed else 'False'}"})
         if (waiting := self._hook("before-send", attempt)) is not None:
             await waiting
-        ch = await self._open()
-        if ch is None:
+        try:
+            ch = await self.connector()
+        except _LINK_DOWN as exc:
+            self._emit("connect_failed", detail=type(exc).__name__)
             journal.decide(attempt, outcome="failed", at=self._time(), detail="cannot connect to host",
                            reversal="cleared" if armed else None)
             return TxnResult(attempt, "failed", stan=request.get(11), detail="cannot connect to host")
@@ -736,7 +748,10 @@ class Terminal:
         if reply.msg is not None and (waiting := self._hook("after-response", attempt)) is not None:
             await waiting
         if reply.kind == "ok":
-            await self._close(ch)
+            try:
+                await ch.close()
+            except Exception:
+                pass
             return await self._conclude(attempt, kind, txn, amount_value, masked, entry, request, reply.msg,
                                         reversible=reversible, original=original)
         # No trustworthy answer.
@@ -773,18 +788,28 @@ class Terminal:
         balance = None
         if kind == "balance" and approved:
             balance = _parse_balance(response.get(54))
-        receipt = (self._receipt(kind, amount, masked, entry, request, rc, auth, rrn, outcome)
-                   if approved and kind != "balance" else None)
+        receipt: Receipt | None = None
+        stored: str | None = None
+        if approved and kind != "balance":
+            # Rendered only when read (the printer roll, TxnResult.receipt); the journal keeps what
+            # it is rendered from, with the outcome, before printing (journal.receipt_spec).
+            cfg = self.config
+            stan = str(request.fields.get(11, ""))
+            when = self.clock().isoformat(" ", "seconds")[:19]
+            receipt = Receipt(attempt, None, source=(cfg.merchant_name, cfg.mid, cfg.tid, kind, amount, cfg.currency,
+                                                     masked, entry, stan, self.journal.batch, rc, auth, rrn, when,
+                                                     outcome, False))
+            stored = receipt_spec(cfg.merchant_name, cfg.mid, cfg.currency, when, stan)
         in_batch = approved and txn in _IN_BATCH
         void_original = original if (approved and txn is _VOID) else None
         reversal = None if keep_reversal else ("cleared" if reversible else None)
         if receipt is not None and self.profile.print_before_commit:
             await self._print(attempt, receipt, outcome)
             self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
-                                in_batch=in_batch, receipt=receipt, reversal=reversal, void_original=void_original)
+                                in_batch=in_batch, receipt=stored, reversal=reversal, void_original=void_original)
         else:
             self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
-                                in_batch=in_batch, receipt=receipt, reversal=reversal, void_original=void_original)
+                                in_batch=in_batch, receipt=stored, reversal=reversal, void_original=void_original)
             if self.events is not None:
                 event = {"actor": "terminal", "kind": "decided", "tid": self.config.tid, "attempt": attempt,
                          "stan": request.fields[11]}
@@ -794,8 +819,8 @@ class Terminal:
                 self.events(event)
             if receipt is not None:
                 await self._print(attempt, receipt, outcome)
-        return TxnResult(attempt, outcome, rc, request.get(11), receipt, auth, rrn, balance,
-                         detail=rc_text(rc))
+        return TxnResult(attempt, outcome, rc, request.fields.get(11), receipt, auth, rrn, balance,
+                         detail=_RC_TEXT.get(rc) or _rc_text(rc))
 
     async def _retransmit(self, attempt: int, kind: str, txn: TxnType, amount: int, masked: str, entry: str,
                           request: Message, *, reversible: bool, original: int | None) -> TxnResult:
@@ -959,3 +984,29 @@ def _parse_balance(value: Any) -> int | None:
 
 def _tuple(t: SettlementTotals) -> tuple[int, int, int, int]:
     return (t.debit_count, t.debit_amount, t.credit_count, t.credit_amount)
+
+
+_RESPONSE_MTIS: dict[str, str | None] = {}
+
+
+def _response_mti(mti: str) -> str | None:
+    """``Message.response_mti`` of a request MTI, memoized (None for an MTI that has none)."""
+    found = _RESPONSE_MTIS.get(mti, "")
+    if found == "":
+        try:
+            found = Message(mti).response_mti()
+        except ValueError:
+            found = None
+        _RESPONSE_MTIS[mti] = found
+    return found
+
+
+_RC_TEXT: dict[str | None, str] = {}
+
+
+def _rc_text(rc: str | None) -> str:
+    """``rc_text``, memoized per response code."""
+    text = _RC_TEXT[rc] = rc_text(rc)
+    if len(_RC_TEXT) > 256:
+        _RC_TEXT.clear()
+    return text

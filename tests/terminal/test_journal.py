@@ -1,16 +1,21 @@
 """The journal's storage layout: what it keeps in memory instead of indexes must agree with the
 tables after every kind of step and after reopening; file journals are exclusive; schema 1
-journals are migrated without losing a receipt."""
+journals are migrated without losing a receipt, schema 2 ones without rewriting a row; requests
+are stored compactly and read back exactly, secrets left out."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iso8583.message import Message
 from posfault.clock import run_virtual
-from terminal_sim import Journal, TerminalError, load_cards
+from terminal_sim import Journal, Printer, TerminalError, load_cards
+from terminal_sim.journal import RECEIPT_SPEC, SCHEMA_VERSION, decode_fields, encode_fields
 
 from .support import FakeHost, FakeLink, make_terminal
 
@@ -138,5 +143,77 @@ def test_schema_1_journal_is_migrated_with_its_receipts(tmp_path) -> None:
     migrated.close()
     conn = sqlite3.connect(path)
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert conn.execute("SELECT schema_version FROM meta").fetchone() == (2,)
+    assert conn.execute("SELECT schema_version FROM meta").fetchone() == (SCHEMA_VERSION,)
     assert "receipts_attempt" not in names and "attempts_batch" not in names
+
+
+def _json_request(msg: Message) -> str:
+    """A request as schema 2 stored it (JSON, bytes as {"$b": hex})."""
+    out: dict = {"mti": msg.mti}
+    for number, value in msg.fields.items():
+        out[str(number)] = {"$b": value.hex()} if isinstance(value, bytes) else value
+    return json.dumps(out, separators=(",", ":"))
+
+
+def test_schema_2_journal_keeps_its_json_requests_and_receipt_texts(tmp_path) -> None:
+    path = tmp_path / "v2.db"
+    host = FakeHost(FakeLink())
+    printer = Printer()
+
+    async def sales(journal: Journal) -> None:
+        term = make_terminal(host, journal, printer=printer)
+        await term.sale(100, card=CARDS["chip-ok"])
+        await term.sale(250, card=CARDS["mag-ok"])
+
+    journal = Journal.open(path)
+    run_virtual(sales(journal))
+    before = journal.attempts()
+    requests = {r.attempt: journal.request_of(r.attempt) for r in before}
+    texts = [r.text for r in printer.roll]
+    journal.close()
+    # Rewrite it as schema 2 wrote it: JSON requests, the receipt text itself.
+    conn = sqlite3.connect(path, isolation_level=None)
+    for (attempt, request), text in zip(requests.items(), texts):
+        conn.execute("UPDATE attempts SET request = ?, receipt = ? WHERE id = ?",
+                     (_json_request(request), text, attempt))
+    conn.execute("UPDATE meta SET schema_version = 2")
+    conn.close()
+
+    migrated = Journal.open(path)
+    assert migrated.attempts() == before
+    assert {a: migrated.request_of(a) for a in requests} == requests
+    assert migrated.last_receipt() == (before[-1].attempt, texts[-1], "approved")
+
+    async def after(journal: Journal) -> None:
+        term = make_terminal(host, journal, printer=printer)
+        assert await term.reprint()
+        assert printer.roll[-1].text == texts[-1] + "\n*** REPRINT ***"
+        voided = await term.void(before[0].attempt)       # builds from the JSON request
+        assert voided.approved
+        await term.sale(300, card=CARDS["chip-ok"])       # new rows in the new format
+        assert await term.reprint()
+        assert printer.roll[-1].text == printer.roll[-2].text + "\n*** REPRINT ***"
+
+    run_virtual(after(migrated))
+    migrated.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT schema_version FROM meta").fetchone() == (SCHEMA_VERSION,)
+    stored = [r[0] for r in conn.execute("SELECT receipt FROM attempts ORDER BY id")]
+    assert stored[:2] == texts and stored[-1].startswith(RECEIPT_SPEC)
+
+
+_TEXT = st.text(st.characters(codec="latin-1"), max_size=30)   # incl. the separators \x1e \x1f
+_VALUE = st.one_of(_TEXT, st.binary(max_size=40), st.dictionaries(st.sampled_from(["60.1", "60.2"]), _TEXT))
+
+
+@given(mti=st.sampled_from(["0200", "0400", "0220", "0800"]),
+       fields=st.dictionaries(st.integers(2, 192).filter(lambda n: n not in (65, 129)), _VALUE, max_size=25))
+def test_request_encoding_round_trips_without_secrets(mti: str, fields: dict) -> None:
+    text = encode_fields(Message(mti, fields))
+    back = decode_fields(text)
+    assert back.mti == mti
+    assert back.fields == {n: v for n, v in fields.items() if n not in (35, 36, 45, 52, 53, 64, 128)}
+    for secret in (35, 36, 45, 52, 53, 64, 128):
+        value = fields.get(secret)
+        if isinstance(value, str) and len(value) > 8:
+            assert value not in text

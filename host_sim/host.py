@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from hashlib import blake2b as _blake2b
 from time import perf_counter
 from typing import Any
 
@@ -67,8 +67,14 @@ try:
     from iso8583.transactions import _ECHO as _ECHO_FIELDS
 except ImportError:  # pragma: no cover - fall back to make_response itself
     _ECHO_FIELDS = {}
+#: The same, as sets (``Host._response`` drops what is not echoed).
+_ECHO_SETS = {family: frozenset(numbers) for family, numbers in _ECHO_FIELDS.items()}
+#: Per family: the fields a response does not echo, by request "shape" (its field numbers in order).
+_NOT_ECHOED: dict[str, dict[tuple[int, ...], tuple[int, ...]]] = {family: {} for family in _ECHO_FIELDS}
 #: Response MTI of each request MTI seen (``Message.response_mti``, memoized).
 _RESPONSE_MTI: dict[str, str] = {}
+#: ``classify`` of ISO class 1/2 requests by (MTI, field 3, field 25): see ``Host._classify``.
+_CLASSIFIED: dict[tuple[Any, ...], TxnType] = {}
 #: The method answering each transaction type.
 _HANDLERS = {
     TxnType.SIGN_ON: "_sign_on", TxnType.ECHO: "_echo",
@@ -267,17 +273,43 @@ class Host:
         if self.events is not None:
             self._emit("recv", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), amount=_amount_or_none(msg))
         try:
-            txn = classify(msg, self.family)
+            txn = self._classify(msg)
         except TransactionError as exc:
             return self._format_error(msg, str(exc))
-        mac_problem = self._check_mac(msg, txn, raw)
-        if mac_problem is not None:
-            return mac_problem if not self.config.mac_failure_drop else None
-        if self.config.issuer_unavailable and (txn in AUTHORIZED or txn in ADVICES) \
-                and active(self.config.issuer_unavailable, asyncio.get_running_loop().time()):
+        config = self.config
+        fields = msg.fields
+        if 64 in fields or 128 in fields or config.mac_required:
+            mac_problem = self._check_mac(msg, txn, raw)
+            if mac_problem is not None:
+                return mac_problem if not config.mac_failure_drop else None
+        if config.issuer_unavailable and (txn in AUTHORIZED or txn in ADVICES) \
+                and active(config.issuer_unavailable, asyncio.get_running_loop().time()):
             return make_response(msg, "91", self.family)
-        self._begin()
-        return self._dispatch(txn, msg)
+        if self._group_enabled and not self.ledger._group:
+            self.ledger.begin_group()
+        try:
+            return getattr(self, _HANDLERS[txn])(txn, msg)
+        except TransactionError as exc:
+            return self._format_error(msg, str(exc))
+
+    def _classify(self, msg: Message) -> TxnType:
+        """:func:`classify`, memoized for ISO authorization/financial requests: there it reads only
+        the MTI, field 3 and field 25 (UnionPay and other classes are classified every time)."""
+        mti = msg.mti
+        if self.family != "iso87" or mti[1] not in "12":
+            return classify(msg, self.family)
+        fields = msg.fields
+        memo_key = (mti, fields.get(3), fields.get(25))
+        try:
+            txn = _CLASSIFIED.get(memo_key)
+        except TypeError:   # an unhashable value: not memoizable
+            return classify(msg, self.family)
+        if txn is None:
+            txn = classify(msg, self.family)   # raises for what it cannot classify: never memoized
+            if len(_CLASSIFIED) >= 256:
+                _CLASSIFIED.clear()
+            _CLASSIFIED[memo_key] = txn
+        return txn
 
     def finish(self, msg: Message, response: Message | None) -> Message | None:
         """After the commit: apply the lose-the-response switch and count; the response to send, or None."""
@@ -363,20 +395,30 @@ class Host:
         """The response to ``msg``: what :func:`make_response` builds (echoed fields, 39), plus ``extra``.
 
         Built directly (the field numbers are known valid), which matters on the hot path."""
-        echo = _ECHO_FIELDS.get(self.family)
+        echo = _ECHO_SETS.get(self.family)
         if echo is None:
             response = make_response(msg, rc, self.family)
         else:
             src = msg.fields
-            fields = {n: src[n] for n in echo if n in src}
+            fields = src.copy()
+            shape = tuple(src)
+            memo = _NOT_ECHOED[self.family]
+            drop = memo.get(shape)
+            if drop is None:
+                if len(memo) >= 1024:
+                    memo.clear()
+                drop = memo[shape] = tuple(n for n in shape if n not in echo)
+            for number in drop:
+                del fields[number]
             f60 = fields.get(60)
             if isinstance(f60, dict):
                 fields[60] = dict(f60)
             fields[39] = rc
             mti = _RESPONSE_MTI.get(msg.mti)
             if mti is None:
-                mti = _RESPONSE_MTI[msg.mti] = msg.response_mti()
-            response = Message(mti)
+                mti = _RESPONSE_MTI[msg.mti] = Message(msg.response_mti()).mti   # validated once
+            response = _new_message(Message)   # the MTI is known valid: no per-response validation
+            response.mti = mti
             response.fields = fields
         if extra:
             fields = response.fields
@@ -416,9 +458,10 @@ class Host:
         return self._response(msg, "00")
 
     def _check_mac(self, msg: Message, txn: TxnType, raw: bytes | None) -> Message | None:
-        if txn in (_SIGN_ON, _ECHO):
+        if txn is _SIGN_ON or txn is _ECHO:
             return None
-        has_mac = 64 in msg or 128 in msg
+        fields = msg.fields
+        has_mac = 64 in fields or 128 in fields
         if not has_mac and not self.config.mac_required:
             return None
         keys = self.ledger.terminal_keys(str(msg.get(41, "")))
@@ -452,90 +495,118 @@ class Host:
         return pan, parse_amount(text), tid, mid
 
     def _authorize(self, txn: TxnType, msg: Message) -> Message:
-        # the hot path of the host (every sale): plain locals and dict lookups, no per-call closures
-        key = txn_key(msg, self.family)
+        # The hot path of the host (every sale), written for CPython: plain locals, the key as a
+        # tuple, positional ledger calls, no per-request dict of row values (``_base`` builds one
+        # only on the rarer paths: declines, balance, void, completion). Checks and their order are
+        # those of a careful issuer; a decline is recorded so a retransmission gets the same answer.
+        fields = msg.fields
+        family = self.family
         config = self.config
         ledger = self.ledger
+        tid = str(fields.get(41, ""))
+        stan_value = fields.get(11, "")
+        ref = str(_f60_part(fields, "60.2") if family == "unionpay" else fields.get(7, ""))
+        kt = (tid, str(stan_value), ref)   # txn_key(msg, family), as a tuple
         detect = not (config.no_duplicate_detection
                       and active(config.no_duplicate_detection, asyncio.get_running_loop().time()))
-        existing = ledger.find(key)
+        existing = ledger.find_at(kt)
         if existing is not None and detect:
             return self._replay(msg, existing)
-        pan, amount, tid, mid = self._request_basics(msg, txn)
-        fingerprint = _fingerprint(msg, self.family, pan)
-        now = self._now()
+        # the request itself (what _request_basics checks, in its order)
+        mid = str(fields.get(42, ""))
+        if len(tid) != 8:
+            raise TransactionError(f"field 41: terminal id must be 8 characters, found {len(tid)}")
+        if not mid:
+            raise TransactionError("field 42: merchant id missing")
+        if not (isinstance(stan_value, str) and len(stan_value) == 6 and stan_value.isdigit()):
+            raise TransactionError(f"field 11: STAN must be 6 digits, found {stan_value!r}")
+        pan = _pan_of(msg)
+        text = fields.get(4)
+        if text is None:
+            if txn is not _BALANCE:
+                raise TransactionError("field 4: amount missing")
+            amount = 0
+        else:
+            amount = parse_amount(text)
+        fingerprint = _fingerprint(msg, family, pan)
+        now = self.clock()
         stamp = _iso(now)
         day = stamp[:10]
-        base = dict(tid=key.tid, stan=key.stan, ref=key.ref, kind=txn.value, mti=msg.mti, mid=mid, pan=pan,
-                    amount=amount, fingerprint=fingerprint, batch=self._batch(msg), cardholder_debit=0, hold=0,
-                    merchant_credit=0, created_at=stamp, day=day,
-                    dup_of=existing.id if existing is not None else None)
+        draft = (kt, txn._value_, msg.mti, mid, pan, amount, fingerprint, self._batch(msg) if family == "unionpay" else "",
+                 stamp, day, existing.id if existing is not None else None)
 
         # a reversal got here first (the original was delayed in the network): never debit
-        if txn != _BALANCE and existing is None:
-            rev = ledger.reversal(key)
+        if txn is not _BALANCE and existing is None:
+            rev = ledger.reversal_at(kt)
             if rev is not None and rev.status == "unknown_original":
                 with ledger.step():
-                    row = ledger.record(rc=config.late_original_rc, extra={}, status="reversed_before_arrival", **base)
-                    ledger.record_reversal(key, "late_original_blocked", rev.rc, row.id, now)
-                self._emit("late_original", mti=msg.mti, stan=key.stan, tid=tid, amount=amount,
+                    row = ledger.record(rc=config.late_original_rc, extra={}, status="reversed_before_arrival",
+                                        **_base(draft))
+                    ledger.record_reversal(TxnKey(*kt), "late_original_blocked", rev.rc, row.id, now)
+                self._emit("late_original", mti=msg.mti, stan=kt[1], tid=tid, amount=amount,
                            rc=config.late_original_rc, detail="original arrived after its reversal; not debited")
                 return self._response(msg, config.late_original_rc)
 
-        merchant = self._merchant(mid)
-        if merchant is None:
-            return self._decline(msg, base, "03", f"unknown merchant {mid}")
+        merchant = ledger.merchant(mid)
+        if merchant is None and self._merchant(mid) is None:
+            return self._decline(msg, _base(draft), "03", f"unknown merchant {mid}")
         owner = ledger.merchant_of_terminal(tid)
         if owner is not None and owner != mid:
-            return self._decline(msg, base, "58", f"terminal {tid} belongs to merchant {owner}, not {mid}")
-        if txn != _BALANCE and amount <= 0 and txn != _VOID:
-            return self._decline(msg, base, "13", "amount must be positive")
+            return self._decline(msg, _base(draft), "58", f"terminal {tid} belongs to merchant {owner}, not {mid}")
+        if amount <= 0 and txn is not _BALANCE and txn is not _VOID:
+            return self._decline(msg, _base(draft), "13", "amount must be positive")
         if amount > config.max_amount:
-            return self._decline(msg, base, "13", f"amount above the maximum {config.max_amount}")
+            return self._decline(msg, _base(draft), "13", f"amount above the maximum {config.max_amount}")
         if config.content_duplicates and detect and (txn is _SALE or txn is _PREAUTH) \
                 and fingerprint[0] == "L":
             twin = ledger.find_fingerprint(fingerprint)
-            if twin is not None and twin.key != key and twin.status == "approved":
-                return self._decline(msg, base, "94", f"same card, amount and local time as approved {twin.key} (new STAN)")
+            if twin is not None and (twin.tid, twin.stan, twin.ref) != kt and twin.status == "approved":
+                return self._decline(msg, _base(draft), "94",
+                                     f"same card, amount and local time as approved {twin.key} (new STAN)")
 
         card = ledger.card(pan)
-        balance = ledger.balance(card_account(pan))
+        account = card_account(pan)
+        balance = ledger.balance(account)
         if config.rules:
             user = evaluate(config.rules, RuleContext(txn, msg, pan, amount, tid, mid, card, balance))
             if user is not None:
-                return self._decline(msg, base, user[1], f"rule {user[0]!r}")
+                return self._decline(msg, _base(draft), user[1], f"rule {user[0]!r}")
         if txn is _VOID or txn is _COMPLETION:
+            base = _base(draft)
             return self._against_original(txn, msg, base, lambda rc, reason: self._decline(msg, base, rc, reason), card)
         checked = self._check_card(msg, card, pan, stamp)
         if checked is not None:
-            return self._decline(msg, base, checked.rc, checked.reason)
+            return self._decline(msg, _base(draft), checked.rc, checked.reason)
         assert card is not None
         if txn is _BALANCE:
             with ledger.step():
-                row = ledger.record(rc="00", extra={}, status="approved", **base)
+                row = ledger.record(rc="00", extra={}, status="approved", **_base(draft))
                 extra = self._extra_for(row.id, "00")
                 extra[54] = _balance_field(balance, msg.get(49, "156"))
                 ledger.update(row, extra={str(k): v for k, v in extra.items()})
             return self._response(msg, "00", extra)
         if balance < amount:
-            return self._decline(msg, base, "51", f"available {balance} < amount {amount}")
+            return self._decline(msg, _base(draft), "51", f"available {balance} < amount {amount}")
         if txn is _SALE and ledger.daily_debits(pan, day) + amount > card.daily_limit:
-            return self._decline(msg, base, "61", f"daily limit {card.daily_limit} exceeded")
+            return self._decline(msg, _base(draft), "61", f"daily limit {card.daily_limit} exceeded")
         row_id = ledger.next_id()
-        rrn, auth = f"{row_id:012d}", f"{(row_id * 7919 + 104729) % 1_000_000:06d}"
-        stored = {"37": rrn, "38": auth}
-        with ledger.step():
-            if txn is _PREAUTH:
-                base["hold"] = amount
-                row = ledger.record(rc="00", extra=stored, status="approved", **base)
-                ledger.post("preauth_hold", row.id, ((card_account(pan), -amount), (hold_account(pan), amount)), stamp)
-            else:
-                base["cardholder_debit"] = base["merchant_credit"] = amount
-                row = ledger.record(rc="00", extra=stored, status="approved", **base)
-                ledger.post("sale", row.id, ((card_account(pan), -amount), (payable_account(mid), amount)), stamp)
-        if self.events is not None:
-            self._emit("posting", mti=msg.mti, stan=key.stan, tid=tid, amount=amount, rc="00",
-                       detail=f"{txn.value} {mask_pan(pan)} {'held' if txn == _PREAUTH else 'debited'}")
+        # f"{n:012d}" / f"{n:06d}" for these non-negative ints, at a fifth of the cost
+        rrn, auth = str(row_id).zfill(12), str((row_id * 7919 + 104729) % 1_000_000).zfill(6)
+        # the row and its entry in one atomic ledger step
+        if txn is _PREAUTH:
+            ledger.record_approval(kt, "preauth", msg.mti, mid, pan, amount, {"37": rrn, "38": auth}, fingerprint,
+                                   draft[7], 0, amount, stamp, day, draft[10], "preauth_hold", account,
+                                   hold_account(pan))
+        else:
+            ledger.record_approval(kt, draft[1], msg.mti, mid, pan, amount, {"37": rrn, "38": auth}, fingerprint,
+                                   draft[7], amount, 0, stamp, day, draft[10], "sale", account,
+                                   payable_account(mid))
+        events = self.events
+        if events is not None:
+            # what _emit("posting", ...) sends, without its scrub_text pass: this detail is built
+            # from the masked PAN and fixed words only, so there is nothing for it to mask
+            events({"actor": "host", "kind": "posting", "mti": msg.mti, "stan": kt[1], "tid": tid, "amount": amount,
+                    "rc": "00", "detail": f"{txn._value_} {mask_pan(pan)} {'held' if txn is _PREAUTH else 'debited'}"})
         return self._response(msg, "00", {37: rrn, 38: auth})
 
     def _decline(self, msg: Message, base: dict[str, Any], rc: str, reason: str, status: str = "declined") -> Message:
@@ -569,7 +640,7 @@ class Host:
             return Decision("54", "card expired")
         if card.pin_tries >= self.config.pin_tries:
             return Decision("75", "PIN tries exhausted")
-        if 52 in msg:
+        if 52 in msg.fields:
             keys = self.ledger.terminal_keys(str(msg.get(41, "")))
             outcome = sec.verify_pin(self, msg, pan, card, keys)
             if outcome == "no_keys":
@@ -881,7 +952,7 @@ class Host:
 # -- pure helpers ------------------------------------------------------------------------------------
 def _settle(waiters: list[Any], exc: BaseException | None) -> None:
     for waiter in waiters:
-        if callable(waiter) and not isinstance(waiter, asyncio.Future):
+        if not isinstance(waiter, _Future):
             waiter(exc)
         elif not waiter.done():
             if exc is None:
@@ -890,15 +961,35 @@ def _settle(waiters: list[Any], exc: BaseException | None) -> None:
                 waiter.set_exception(exc)
 
 
+_Future = asyncio.Future
+_new_message = object.__new__
+
+
 def _iso(at: _dt.datetime) -> str:
-    return at.isoformat(timespec="microseconds")
+    """ISO text with microseconds always present (``isoformat()`` omits them when 0; the keyword
+    form costs twice as much, so it is used only then)."""
+    return at.isoformat() if at.microsecond else at.isoformat(timespec="microseconds")
+
+
+def _f60_part(fields: dict[int, Any], name: str) -> Any:
+    f60 = fields.get(60)
+    return f60.get(name, "") if isinstance(f60, dict) else ""
+
+
+def _base(draft: tuple[Any, ...]) -> dict[str, Any]:
+    """The ``Ledger.record`` keywords of a new request row from ``_authorize``'s draft tuple."""
+    (tid, stan, ref), kind, mti, mid, pan, amount, fingerprint, batch, stamp, day, dup_of = draft
+    return dict(tid=tid, stan=stan, ref=ref, kind=kind, mti=mti, mid=mid, pan=pan, amount=amount,
+                fingerprint=fingerprint, batch=batch, cardholder_debit=0, hold=0, merchant_credit=0,
+                created_at=stamp, day=day, dup_of=dup_of)
 
 
 def _pan_of(msg: Message) -> str:
-    if 2 in msg:
-        pan = str(msg[2])
-    elif 35 in msg:
-        track = str(msg[35])
+    fields = msg.fields
+    if 2 in fields:
+        pan = str(fields[2])
+    elif 35 in fields:
+        track = str(fields[35])
         pan = track.replace("D", "=").split("=", 1)[0]
     else:
         raise TransactionError("field 2: PAN missing (and no track 2 in field 35)")
@@ -916,7 +1007,8 @@ def _fingerprint(msg: Message, family: Family, pan: str | None = None) -> str:
     """What a retransmission must repeat: card, amount, type; ``L`` prefix if local date/time present.
 
     The ``L`` form (with fields 12/13) also detects a retransmission under a *new* STAN. ``pan``
-    may be passed when the caller already extracted it.
+    may be passed when the caller already extracted it. Stored in the ledger: the text must stay
+    exactly this (a BLAKE2b of the ``|``-joined parts) for fingerprints of older rows to match.
     """
     if pan is None:
         try:
@@ -924,15 +1016,22 @@ def _fingerprint(msg: Message, family: Family, pan: str | None = None) -> str:
         except TransactionError:
             pan = ""
     fields = msg.fields
-    f60 = fields.get(60)
+    get = fields.get
+    f60 = get(60)
     code = f60.get("60.1", "") if isinstance(f60, dict) else ""
-    parts = [pan, str(fields.get(3, "")), str(fields.get(4, "")), code, str(fields.get(41, "")),
-             str(fields.get(42, ""))]
-    local = 12 in fields and 13 in fields
-    if local:
-        parts += [str(fields[12]), str(fields[13])]
-    digest = hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
-    return ("L" if local else "N") + digest
+    # f-string fields are str() of each value, as "|".join(str(...)) was; a copy of a prepared
+    # BLAKE2b state skips the constructor's keyword parsing
+    if 12 in fields and 13 in fields:
+        digest = _BLAKE2B_12.copy()
+        digest.update(f"{pan}|{get(3, '')}|{get(4, '')}|{code}|{get(41, '')}|{get(42, '')}|{fields[12]}|{fields[13]}"
+                      .encode())
+        return "L" + digest.hexdigest()
+    digest = _BLAKE2B_12.copy()
+    digest.update(f"{pan}|{get(3, '')}|{get(4, '')}|{code}|{get(41, '')}|{get(42, '')}".encode())
+    return "N" + digest.hexdigest()
+
+
+_BLAKE2B_12 = _blake2b(digest_size=12)
 
 
 def _balance_field(balance: int, currency: str) -> str:

@@ -39,6 +39,8 @@ from iso8583.mask import mask_pan
 from iso8583.transactions import TxnKey
 
 CAPITAL = "capital"
+#: Request kinds whose approved amount counts toward the card's daily limit.
+_DAILY_KINDS = frozenset({"sale", "offline_sale", "completion"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -269,8 +271,21 @@ class _Step:
 _TXN_COLUMNS = [f.name for f in TxnRow.__dataclass_fields__.values()]  # type: ignore[attr-defined]
 _ROW_VALUES = operator.attrgetter(*_TXN_COLUMNS)
 _EXTRA_AT = _TXN_COLUMNS.index("extra")
-#: What one commit writes: (new rows, updated rows), postings, other statements.
-_Batch = tuple[tuple[list[list[Any]], list[list[Any]]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]]
+_NULLABLE = ("original", "reversed_at", "settlement", "dup_of")
+_NULLABLE_VALUES = operator.attrgetter(*_NULLABLE)
+_NULLS = (None,) * len(_NULLABLE)
+_FRESH_COLUMNS = [name for name in _TXN_COLUMNS if name not in _NULLABLE]
+_FRESH_VALUES = operator.attrgetter(*_FRESH_COLUMNS)
+_FRESH_EXTRA_AT = _FRESH_COLUMNS.index("extra")
+_FRESH_SQL = f"INSERT INTO txns({', '.join(_FRESH_COLUMNS)}) VALUES ({','.join('?' * len(_FRESH_COLUMNS))})"
+#: One two-legged entry as its two posting rows (source first, as ``post`` orders them).
+_TRANSFER_SQL = ("INSERT INTO postings(entry, txn, kind, account, amount, at)"
+                 " VALUES (?1, ?2, ?3, ?4, -?6, ?7), (?1, ?2, ?3, ?5, ?6, ?7)")
+_Rows = list[list[Any]]
+#: What one commit writes: (new rows without NULLs, other new rows, updated rows), (postings,
+#: transfers), other statements.
+_Batch = tuple[tuple[_Rows, _Rows, _Rows], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
+               list[tuple[str, tuple[Any, ...]]]]
 
 
 def _json_encoder() -> Any:
@@ -286,6 +301,19 @@ def _json_encoder() -> Any:
 
 
 _dumps = _json_encoder()
+
+
+def _extra_json(extra: dict[str, Any]) -> str:
+    """The JSON text of a row's replayable response fields. The usual ``{"37": RRN, "38": auth
+    code}`` of an approval is formatted directly (digits need no escaping; the same text
+    ``json.dumps`` gives for that order); anything else goes through the JSON encoder."""
+    if len(extra) == 2:
+        rrn = extra.get("37")
+        auth = extra.get("38")
+        if rrn.__class__ is str and auth.__class__ is str and rrn.isdigit() and auth.isdigit() \
+                and rrn.isascii() and auth.isascii():
+            return f'{{"37": "{rrn}", "38": "{auth}"}}'
+    return _dumps(extra)
 
 
 class _Pending:
@@ -409,6 +437,8 @@ class Ledger:
         self._depth = 0              # nesting of step() outside a group
         self._pending_rows: dict[int, TxnRow] = {}
         self._pending_postings: list[tuple[Any, ...]] = []
+        #: two-legged entries (entry, txn, kind, source, target, amount, at): one statement, two rows
+        self._pending_transfers: list[tuple[Any, ...]] = []
         self._pending_sql: list[tuple[str, tuple[Any, ...]]] = []
         self._writer: _Writer | None = None
         self._writer_future: _Pending | None = None
@@ -523,6 +553,7 @@ class Ledger:
         """Rebuild the in-memory mirror from what SQLite has durably stored."""
         self._pending_rows = {}
         self._pending_postings = []
+        self._pending_transfers = []
         self._pending_sql = []
         c = self.conn
         self._balances: dict[str, int] = {}
@@ -563,7 +594,7 @@ class Ledger:
             self._by_key[(row.tid, row.stan, row.ref)] = row.id
         if row.fingerprint and row.dup_of is None and row.status == "approved":
             self._by_fingerprint.setdefault(row.fingerprint, row.id)
-        if row.kind in ("sale", "offline_sale", "completion") and row.rc == "00":
+        if row.kind in _DAILY_KINDS and row.rc == "00":
             k = (row.pan, row.day)
             self._daily[k] = self._daily.get(k, 0) + row.amount
 
@@ -584,7 +615,7 @@ class Ledger:
 
     @property
     def has_pending(self) -> bool:
-        return bool(self._pending_rows or self._pending_postings or self._pending_sql)
+        return bool(self._pending_rows or self._pending_postings or self._pending_transfers or self._pending_sql)
 
     def _exec(self, sql: str, params: Sequence[Any]) -> None:
         self._pending_sql.append((sql, tuple(params)))
@@ -594,26 +625,38 @@ class Ledger:
 
         Rows first recorded since the previous take are plain INSERTs (cheaper than INSERT OR
         REPLACE, and a duplicate id would fail the commit rather than overwrite); rows updated after
-        an earlier take are upserts.
+        an earlier take are upserts. A new row whose original/reversed_at/settlement/dup_of are all
+        NULL (nearly every request) is inserted without those columns: CPython binds a None through
+        the adapter protocol, four Python calls per row.
         """
         extra_at = _EXTRA_AT
         values_of = _ROW_VALUES
-        dumps = _dumps
+        fresh_values = _FRESH_VALUES
+        fresh_extra_at = _FRESH_EXTRA_AT
+        nullable = _NULLABLE_VALUES
+        nulls = _NULLS
+        extra_json = _extra_json
         first_new = self._taken_upto
+        fresh: list[list[Any]] = []
         inserts: list[list[Any]] = []
         upserts: list[list[Any]] = []
         for row in self._pending_rows.values():
-            v = list(values_of(row))
-            v[extra_at] = dumps(row.extra)
-            (inserts if row.id >= first_new else upserts).append(v)
+            if row.id >= first_new and nullable(row) == nulls:
+                v = list(fresh_values(row))
+                v[fresh_extra_at] = extra_json(row.extra)
+                fresh.append(v)
+            else:
+                v = list(values_of(row))
+                v[extra_at] = extra_json(row.extra)
+                (inserts if row.id >= first_new else upserts).append(v)
         self._taken_upto = self._next_txn
-        taken = ((inserts, upserts), self._pending_postings, self._pending_sql)
-        self._pending_rows, self._pending_postings, self._pending_sql = {}, [], []
+        taken = ((fresh, inserts, upserts), (self._pending_postings, self._pending_transfers), self._pending_sql)
+        self._pending_rows, self._pending_postings, self._pending_transfers, self._pending_sql = {}, [], [], []
         return taken
 
     def _stage(self, batch: _Batch) -> None:
         """BEGIN and write ``batch`` into SQLite's page cache (CPU work, no I/O wait); raises after ROLLBACK."""
-        (inserts, upserts), postings, statements = batch
+        (fresh, inserts, upserts), (postings, transfers), statements = batch
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -623,9 +666,13 @@ class Ledger:
                 c.executemany(self._upsert_sql, upserts)
             if inserts:
                 c.executemany(self._insert_sql, inserts)
+            if fresh:
+                c.executemany(_FRESH_SQL, fresh)
             if postings:
                 c.executemany("INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES (?,?,?,?,?,?)",
                               postings)
+            if transfers:
+                c.executemany(_TRANSFER_SQL, transfers)
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
@@ -707,7 +754,7 @@ class Ledger:
             self._writer_future = None
         if future.exception() is not None:
             # the durable state is what SQLite has: rebuild the mirror and drop everything uncommitted
-            self._pending_rows, self._pending_postings, self._pending_sql = {}, [], []
+            self._pending_rows, self._pending_postings, self._pending_transfers, self._pending_sql = {}, [], [], []
             self._reload()
             self._run_rollback_hooks()
 
@@ -856,10 +903,31 @@ class Ledger:
         self._next_entry += 1
         return entry
 
+    def transfer(self, kind: str, txn: int | None, source: str, target: str, amount: int, at: str) -> int:
+        """:meth:`post` of the two-legged entry ``source -amount, target +amount`` (balanced by
+        construction), in that posting order; ``at`` is ISO text. Returns the entry number."""
+        entry = self._next_entry
+        if amount:
+            self._pending_transfers.append((entry, txn, kind, source, target, amount, at))
+        balances = self._balances
+        balances[source] = balances.get(source, 0) - amount
+        balances[target] = balances.get(target, 0) + amount
+        self._next_entry = entry + 1
+        return entry
+
+    def reversal_at(self, key: tuple[str, str, str]) -> ReversalRow | None:
+        """:meth:`reversal` by the key's ``(tid, stan, ref)`` tuple."""
+        return self._reversals.get(key)
+
     # -- transactions (requests) -------------------------------------------------------------------
     def find(self, key: TxnKey) -> TxnRow | None:
         """The first request recorded under ``key`` (its duplicates are separate rows when detection is off)."""
         txn_id = self._by_key.get((key.tid, key.stan, key.ref))
+        return None if txn_id is None else self._txns[txn_id]
+
+    def find_at(self, key: tuple[str, str, str]) -> TxnRow | None:
+        """:meth:`find` by the key's ``(tid, stan, ref)`` tuple (the hot path has it, not a TxnKey)."""
+        txn_id = self._by_key.get(key)
         return None if txn_id is None else self._txns[txn_id]
 
     def find_fingerprint(self, fingerprint: str) -> TxnRow | None:
@@ -886,6 +954,56 @@ class Ledger:
         self._pending_rows[row.id] = row
         self._next_txn += 1
         self._index(row)
+        return row
+
+    def record_new(self, tid: str, stan: str, ref: str, kind: str, mti: str, mid: str, pan: str, amount: int,
+                   rc: str, extra: dict[str, Any], fingerprint: str, batch: str, status: str, cardholder_debit: int,
+                   hold: int, merchant_credit: int, created_at: str, day: str, dup_of: int | None) -> TxnRow:
+        """:meth:`record` with positional arguments and no original/reversal/settlement (a new request):
+        the host's per-sale path, where 20 keyword arguments cost more than the row itself."""
+        row = TxnRow(self._next_txn, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch,
+                     status, cardholder_debit, hold, merchant_credit, None, None, None, created_at, dup_of, day)
+        self._pending_rows[row.id] = row
+        self._next_txn += 1
+        self._index(row)
+        return row
+
+    def record_approval(self, key: tuple[str, str, str], kind: str, mti: str, mid: str, pan: str, amount: int,
+                        extra: dict[str, Any], fingerprint: str, batch: str, debit: int, hold: int, created_at: str,
+                        day: str, dup_of: int | None, entry_kind: str, source: str, target: str) -> TxnRow:
+        """An approved request and its entry (``source -amount, target +amount``), as one step.
+
+        The host's per-sale call: :meth:`record_new` plus :meth:`transfer` without a step context
+        (nothing between them can fail half-way: both only append to the pending buffers), and the
+        commit when no group is open, as :meth:`step` would. ``debit`` is both the cardholder debit
+        and the merchant credit (a sale's amount; 0 for a pre-authorization, which ``hold`` s it).
+        """
+        row_id = self._next_txn
+        tid, stan, ref = key
+        row = TxnRow(row_id, tid, stan, ref, kind, mti, mid, pan, amount, "00", extra, fingerprint, batch,
+                     "approved", debit, hold, debit, None, None, None, created_at, dup_of, day)
+        self._pending_rows[row_id] = row
+        self._next_txn = row_id + 1
+        # _index, for an approved new row
+        self._txns[row_id] = row
+        if dup_of is None:
+            self._by_key[key] = row_id
+            if fingerprint and fingerprint not in self._by_fingerprint:
+                self._by_fingerprint[fingerprint] = row_id
+        if kind in _DAILY_KINDS:
+            daily = self._daily
+            k = (pan, day)
+            daily[k] = daily.get(k, 0) + amount
+        # transfer
+        entry = self._next_entry
+        if amount:
+            self._pending_transfers.append((entry, row_id, entry_kind, source, target, amount, created_at))
+        balances = self._balances
+        balances[source] = balances.get(source, 0) - amount
+        balances[target] = balances.get(target, 0) + amount
+        self._next_entry = entry + 1
+        if not self._group and not self._depth:
+            self.commit()
         return row
 
     def update(self, row: TxnRow, **changes: Any) -> None:

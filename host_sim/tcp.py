@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 #: the loop, COMMIT returned (on the writer thread, if any), the loop learnt of it, response written.
 STAGES = ("connections", "arrival", "started", "staged", "commit_started", "commit_done", "commit_seen",
           "written")
+
+
+#: Most entries each length-header memo of a server keeps (one per distinct frame length seen).
+_MEMO_SIZE = 65536
 
 
 class HostProtocol(asyncio.Protocol):
@@ -97,15 +102,22 @@ class HostProtocol(asyncio.Protocol):
             buffer.clear()
         size = self.header_size
         end = len(data)
-        poll = self.host.poll_commit
+        # a finished background commit is settled between frames; inline commits need no polling
+        poll = self.host.poll_commit if self.host.commit_mode == "thread" else None
+        lengths = self.server.lengths
         pos = 0
         while end - pos >= size:
-            try:
-                length = self.prefix.parse(data[pos:pos + size])
-            except Exception as exc:
-                self.host._emit("decode_error", detail=f"bad length header: {exc}"[:200])
-                self._close()
-                return
+            header = data[pos:pos + size]
+            length = lengths.get(header)
+            if length is None:
+                try:
+                    length = self.prefix.parse(header)
+                except Exception as exc:
+                    self.host._emit("decode_error", detail=f"bad length header: {exc}"[:200])
+                    self._close()
+                    return
+                if len(lengths) < _MEMO_SIZE:
+                    lengths[header] = length
             if length > self.max_frame:
                 self.host._emit("decode_error", detail=f"frame of {length} bytes exceeds max_frame {self.max_frame}")
                 self._close()
@@ -114,7 +126,8 @@ class HostProtocol(asyncio.Protocol):
             if stop > end:
                 break
             self._frame(data[pos + size:stop])
-            poll()
+            if poll is not None:
+                poll()
             pos = stop
             if self.transport is None:
                 return
@@ -139,9 +152,13 @@ class HostProtocol(asyncio.Protocol):
             task.add_done_callback(self.tasks.discard)
             return
         timings = self.timings
-        started = perf_counter() if timings is not None else 0.0
+        if timings is None:
+            # the common case: no closure (and its cells) per request, a C partial of a method
+            host.after_commit(partial(self._committed, msg, host.process(msg, body), envelope))
+            return
+        started = perf_counter()
         response = host.process(msg, body)
-        staged = perf_counter() if timings is not None else 0.0
+        staged = perf_counter()
 
         def committed(exc: BaseException | None) -> None:
             if exc is not None:
@@ -154,6 +171,14 @@ class HostProtocol(asyncio.Protocol):
 
         host.after_commit(committed)
 
+    def _committed(self, msg: Any, response: Any, envelope: Any, exc: BaseException | None) -> None:
+        """The group commit holding ``msg``'s postings returned (or failed: ``exc``): answer it."""
+        host = self.host
+        if exc is not None:
+            host._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41), detail=type(exc).__name__)
+            return
+        self._send(host.finish(msg, response), envelope)
+
     async def _slow(self, msg: Any, envelope: Any, body: bytes) -> None:
         self._send(await self.host.handle(msg, envelope, body), envelope)
 
@@ -161,7 +186,13 @@ class HostProtocol(asyncio.Protocol):
         if response is None or self.transport is None or self.transport.is_closing():
             return
         frame = self.wire.pack(response, envelope.reply() if envelope is not None else None)
-        self.transport.write(self.prefix.wrap(frame))
+        headers = self.server.headers
+        header = headers.get(len(frame))
+        if header is None:
+            header = self.prefix.build(len(frame))   # raises for a length the header cannot announce
+            if len(headers) < _MEMO_SIZE:
+                headers[len(frame)] = header
+        self.transport.write(header + frame)
 
 
 class HostServer:
@@ -180,6 +211,10 @@ class HostServer:
         self.timings = timings
         self.connections: set[HostProtocol] = set()
         self.refused = 0
+        # the wire's length header, memoized both ways (what ``prefix.parse``/``prefix.build`` give;
+        # header bytes that do not parse are never stored): a frame costs two dict lookups
+        self.lengths: dict[bytes, int] = {}
+        self.headers: dict[int, bytes] = {}
         self._server: asyncio.Server | None = None
 
     async def start(self) -> HostServer:

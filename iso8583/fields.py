@@ -308,6 +308,10 @@ def _str_check(fs: FieldSpec) -> Callable[[str], bool]:
     if kind == "x+n":
         return lambda v: len(v) >= 1 and v[0] in "CD" and ((v[1:].isdigit() and v.isascii()) or len(v) == 1)
     match = re.compile(f"[{_CLASSES[kind]}]*").fullmatch
+    if kind == "an":   # the usual value is all letters/digits: two str methods instead of a regex
+        return lambda v: (v.isalnum() and v.isascii()) or match(v) is not None
+    if kind == "a":
+        return lambda v: (v.isalpha() and v.isascii()) or match(v) is not None
     return lambda v: match(v) is not None
 
 

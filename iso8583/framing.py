@@ -23,6 +23,7 @@ Errors are :class:`FramingError` with the stream ``offset``, ``expected`` and ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -174,12 +175,14 @@ class LengthPrefix:
             raise ValueError(f"unknown length header kind {self.kind!r}; expected one of "
                              f"{sorted(LENGTH_FORMATS)}")
 
-    @property
+    # Cached (in the instance's dict, which a frozen dataclass still has): channels and links read
+    # them for every connection and frame.
+    @functools.cached_property
     def size(self) -> int:
         """Bytes taken by the header itself."""
         return _LENGTH_SIZES[self.kind]
 
-    @property
+    @functools.cached_property
     def max_length(self) -> int:
         """Largest frame (without header) this kind can announce."""
         return _LENGTH_MAX[self.kind] - (self.size if self.inclusive else 0)

@@ -15,6 +15,9 @@ from .mask import mask_value
 
 FieldValue = str | bytes | dict
 
+#: Request MTI -> response MTI, filled as MTIs are seen (a few dozen exist).
+_RESPONSE_MTI: dict[str, str] = {}
+
 
 class Message:
     """An ISO 8583 message: an MTI and numbered fields, iterated in field-number order."""
@@ -84,10 +87,17 @@ class Message:
 
     def response_mti(self) -> str:
         """0200 -> 0210, 0401 -> 0410, 0220/0221 -> 0230 (a repeat's response drops the repeat digit)."""
+        mti = self.mti
+        response = _RESPONSE_MTI.get(mti)   # asked for every request sent and every answer matched
+        if response is not None:
+            return response
         if self.is_response:
-            raise ValueError(f"{self.mti} is already a response")
-        origin = "0" if self.mti[3] == "1" else ("2" if self.mti[3] == "3" else self.mti[3])
-        return self.mti[:2] + str(int(self.mti[2]) + 1) + origin
+            raise ValueError(f"{mti} is already a response")
+        origin = "0" if mti[3] == "1" else ("2" if mti[3] == "3" else mti[3])
+        response = mti[:2] + str(int(mti[2]) + 1) + origin
+        if len(_RESPONSE_MTI) < 256:
+            _RESPONSE_MTI[mti] = response
+        return response
 
     def repeat_mti(self) -> str:
         """0400 -> 0401, 0220 -> 0221: the MTI for a retransmission of this request."""

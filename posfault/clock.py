@@ -33,11 +33,14 @@ from __future__ import annotations
 import asyncio
 import asyncio.base_events as _base_events
 import datetime as _dt
+import functools
 import heapq
+import operator
 import random
 import selectors
 import sys
 import threading
+import types
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -54,6 +57,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_CoroutineType = types.CoroutineType
+_get_running_loop = asyncio.events._get_running_loop
+_read_debug = operator.attrgetter("_debug")
+_read_vtime = operator.attrgetter("_vtime")
+_Handle = asyncio.Handle
+_TimerHandle = asyncio.TimerHandle
 
 _MIN_SCHEDULED_TIMER_HANDLES = _base_events._MIN_SCHEDULED_TIMER_HANDLES
 _MIN_CANCELLED_FRACTION = _base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
@@ -135,8 +145,16 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         # Timers within this much of "now" run together; keep it tiny so ordering stays exact.
         self._clock_resolution = 1e-9
         self.jumps = 0  #: how many times virtual time jumped (a cheap progress/diagnostics figure)
-        self._after_current: list[Callable[[], None]] = []
+        # Every future, task and handle asks its loop ``get_debug()`` when made (five or more per
+        # sale): answered by a C callable reading ``_debug`` instead of a Python method call.
+        self.get_debug = functools.partial(_read_debug, self)  # type: ignore[method-assign]
+        # Likewise ``time()``: read dozens of times per sale (trace stamps, timeouts, business
+        # clock); a C callable reading ``_vtime``, same value as the method below.
+        self.time = functools.partial(_read_vtime, self)  # type: ignore[method-assign]
+        # (callback, args, context) to run right after the callback now running, in order.
+        self._after_current: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = []
         self._in_fast_callback = False
+        self._wake_inline = False   # see wake_inline()
 
     def skip_idle_until(self, when: float) -> bool:
         """Move time to ``when`` now, if nothing could run before then anyway; else False.
@@ -158,15 +176,78 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             self.jumps += 1
         return True
 
-    def call_after_current(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` right after the callback now running (a task step, a timer), before the
-        other ready callbacks — or on the next turn (``call_soon``) when the loop is not on its
+    def call_after_current(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback(*args)`` right after the callback now running (a task step, a timer), before
+        the other ready callbacks — or on the next turn (``call_soon``) when the loop is not on its
         in-memory fast path. In-memory channels use it to hand a frame over as soon as its sender
         yields, without an extra loop iteration, and still after everything the sender did."""
         if self._in_fast_callback:
-            self._after_current.append(callback)
+            self._after_current.append((callback, args, None))
         else:
-            self.call_soon(callback)
+            self.call_soon(callback, *args)
+
+    # asyncio's call_soon/call_at, outside debug mode, without the helper calls (a task made, a
+    # commit scheduled, a response timeout armed: several per sale). Same handles, same order.
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> asyncio.Handle:
+        if self._debug or self._closed:  # type: ignore[attr-defined]
+            return super().call_soon(callback, *args, context=context)
+        handle = _Handle(callback, args, self, context)
+        self._ready.append(handle)  # type: ignore[attr-defined]
+        return handle
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any,
+                context: Any = None) -> asyncio.TimerHandle:
+        if when is None or self._debug or self._closed:  # type: ignore[attr-defined]
+            return super().call_at(when, callback, *args, context=context)
+        timer = _TimerHandle(when, callback, args, self, context)
+        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
+        timer._scheduled = True
+        return timer
+
+    def _call_soon_after_current(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> None:
+        # ``call_soon`` while wake_inline() is on: a future completed by the in-memory link wakes
+        # its task right after the link's callback instead of on the next turn.
+        self._after_current.append((callback, args, context))
+
+    def wake_inline(self, on: bool) -> bool:
+        """While on, what futures schedule when they complete (the awaiting task's wake-up) runs
+        right after the callback now running, as ``call_after_current`` does — not on the next
+        turn. The in-memory link turns it on while it writes into the receiving ends' inboxes: the
+        reader then continues in the same loop iteration, as soon as the writer's callback is over.
+        A sale (request, commit, response, close) then takes two loop iterations instead of five.
+        The woken reader runs before callbacks that were already ready (as a frame handed over by
+        ``call_after_current`` does); everything else keeps its order. Only on the loop's fast path
+        (elsewhere a no-op). Returns the previous state (to restore it).
+
+        (While on, the instance's ``call_soon`` is the redirecting one: futures look the method up
+        on the loop each time, and every other ``call_soon`` keeps asyncio's own, at no extra cost.)"""
+        previous = self._wake_inline
+        if on and not previous and self._in_fast_callback:
+            self._wake_inline = True
+            self.call_soon = self._call_soon_after_current  # type: ignore[method-assign]
+        elif previous and not on:
+            self._wake_inline = False
+            del self.call_soon
+        return previous
+
+    def start_later(self, task: asyncio.Task[Any]) -> Callable[[], None]:
+        """Take back the first step of ``task`` (just created: its step is the last ready handle)
+        and return a function that schedules it right after the current callback. The simulation
+        starts a connection's serving task once the first bytes (or the close) reach it, in the
+        same iteration, rather than one turn after the connect."""
+        ready = self._ready
+        handle = ready[-1] if ready else None
+        if handle is None or getattr(handle, "_args", None) != () or handle._cancelled:
+            return lambda: None   # not the shape expected: the task starts on its own
+        ready.pop()
+        started = False
+
+        def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                self.call_after_current(handle._run)
+        return start
 
     def time(self) -> float:
         return self._vtime
@@ -177,11 +258,14 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         calls ``stop()`` — costs a handle and a loop turn per call. Same turns otherwise: once the
         task is done, the callbacks already ready run in one last turn (as with the stop callback),
         then it returns; ``loop.stop()`` from inside still ends the run early."""
-        if self._debug or not asyncio.iscoroutine(future):
+        if self._debug or future.__class__ is not _CoroutineType:
             return super().run_until_complete(future)
-        self._check_closed()
-        self._check_running()   # type: ignore[attr-defined]
-        task = self.create_task(future)
+        if self._closed:   # type: ignore[attr-defined]
+            self._check_closed()
+        if self._thread_id is not None or _get_running_loop() is not None:  # type: ignore[attr-defined]
+            self._check_running()   # type: ignore[attr-defined]  # raises the right error
+        # create_task(), without its checks (just done) when no task factory is set
+        task = asyncio.Task(future, loop=self) if self._task_factory is None else self.create_task(future)
         task._log_destroy_pending = False  # type: ignore[attr-defined]  # as asyncio does for its own task
         old_hooks = sys.get_asyncgen_hooks()
         try:
@@ -195,8 +279,12 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                 if self._stopping:
                     break
                 if task.done():
-                    self._stopping = True   # the turn asyncio's stop callback would take
-                    run_once()
+                    # The turn asyncio's stop callback would take: it runs what is ready now, and
+                    # the timers due now; when there is none, it would do nothing.
+                    scheduled = self._scheduled
+                    if self._ready or (scheduled and scheduled[0]._when < self._vtime + self._clock_resolution):
+                        self._stopping = True
+                        run_once()
                     break
         except BaseException:
             if task.done() and not task.cancelled():
@@ -261,21 +349,35 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                     raise
                 except BaseException as exc:   # what asyncio.Handle._run does
                     self._callback_failed(handle._callback, exc, handle)
-                while after:
-                    callback = after.pop(0)
-                    try:
-                        callback()
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        self._callback_failed(callback, exc, None)
+                if after:
+                    self._run_after_current(after)
         finally:
             self._in_fast_callback = False
+            if self._wake_inline:   # interrupted inside a link's callback
+                self.wake_inline(False)
             if after:   # interrupted (SystemExit...): what is owed runs on the next turn
-                for callback in after:
-                    self.call_soon(callback)
+                for callback, args, context in after:
+                    self.call_soon(callback, *args, context=context)
                 after.clear()
         handle = None  # break cycles when an exception occurred
+
+    def _run_after_current(self, after: list[tuple[Callable[..., Any], tuple[Any, ...], Any]]) -> None:
+        i = 0
+        try:
+            while i < len(after):   # callbacks may add more: they run in order, after these
+                callback, args, context = after[i]
+                i += 1
+                try:
+                    if context is None:
+                        callback(*args)
+                    else:
+                        context.run(callback, *args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._callback_failed(callback, exc, None)
+        finally:
+            del after[:i]
 
     def _callback_failed(self, callback: Any, exc: BaseException, handle: Any) -> None:
         context: dict[str, Any] = {"message": f"Exception in callback {callback!r}", "exception": exc}

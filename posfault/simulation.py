@@ -198,7 +198,8 @@ class Simulation:
         self._host_tasks: list[asyncio.Task[Any]] = []
         self._links: list[tuple[Any, ...]] = []   # the connections that may still be open
         self._connections = 0
-        self._net_sink = _NetSink(self)
+        self._pipe_args: dict[str, Any] = (
+            {"header": self.wire.prefix, "max_frame": self.wire.max_frame} if self.wire is not None else {})
         self._host_down = False
         self._closed = False
         self._exported: list[dict[str, Any]] | None = None
@@ -296,19 +297,28 @@ class Simulation:
             raise HostDown("simulated host is down (crashed)")
         self._connections += 1
         number = self._connections
-        term_end, host_end, link = _faults.faulty_pipe(
-            self.faults.plan, wire=self.wire, trace=self._net_sink, name=f"conn{number}")
+        wire = self.wire
+        # faulty_pipe's choice for a plain in-memory connection, made once here: a DirectLink.
+        link = _faults.DirectLink(self.faults.plan, wire=wire, trace=self.trace, name=f"conn{number}",
+                                  **self._pipe_args)
+        # The raw bytes of stream-level deliveries are kept only for a pcap (campaigns write none).
+        link.keep_wire_bytes = self.capture_frames
+        term_end, host_end = link.terminal_end, link.host_end
         links = self._links
         if len(links) >= 32:   # forget connections that are over (crashes and power cuts walk this list)
             links[:] = [entry for entry in links if not entry[2]._done]
         links.append((term_end, host_end, link))
-        serve = self.loop.create_task(self._world.serve(host_end), name=f"host-conn-{number}")
+        loop = self.loop
+        coro = self._world.serve(host_end)
+        serve = (asyncio.Task(coro, loop=loop, name=f"host-conn-{number}") if loop._task_factory is None
+                 else loop.create_task(coro, name=f"host-conn-{number}"))
+        # The host side starts serving once the first frame (or the close) reaches its end, in the
+        # same loop iteration, instead of one turn after the connect to find nothing to read yet.
+        link.on_first_input = loop.start_later(serve)
         tasks = self._host_tasks
         if len(tasks) >= 32:
             tasks[:] = [task for task in tasks if not task.done()]
         tasks.append(serve)
-        if link._task is not None:
-            tasks.append(link._task)
         return term_end
 
     # -- power and crashes -------------------------------------------------------------------------------
@@ -405,10 +415,17 @@ class TerminalHandle:
     def _txn(self, kind: str, amount: str | int, card: str) -> Any:
         minor = parse_money(amount, f"{kind} amount")
         sim = self._sim
+        world = sim._world
         # The next customer steps up: purchases at one counter are never in the same second (a
         # careful host would rightly take two identical ones as a duplicate). One run of the loop
-        # for the wait and the transaction.
-        return sim._run(self._after_gap(sim.customer_gap, sim._world.transaction(kind, minor, card)))
+        # for the wait and the transaction. When nothing could happen at the counter meanwhile (the
+        # usual case), the wait is a jump of the clock, made before the run: the transaction's task
+        # then runs the terminal's coroutine with no wrapper coroutine around it.
+        gap = sim.customer_gap
+        loop = sim.loop
+        if kind == "sale" and card in world.cards and (gap <= 0 or loop.skip_idle_until(loop.time() + gap)):
+            return sim._run(world.sale(minor, card))
+        return sim._run(self._after_gap(gap, world.transaction(kind, minor, card)))
 
     @staticmethod
     async def _after_gap(gap: float, transaction: Any) -> Any:
@@ -496,27 +513,6 @@ def _pcap_bytes(sim: Simulation) -> bytes | None:
     if not sim.capture_frames:
         return None
     return write_pcap(sim.trace, wire=sim.wire)
-
-
-class _NetSink:
-    """The fault links' event sink: records into the trace, dropping delivered bytes unless a pcap
-    is wanted (campaigns run thousands of schedules and never write one)."""
-
-    def __init__(self, sim: Simulation) -> None:
-        self._sim = sim
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        self.record_owned(dict(event))
-
-    def record_owned(self, event: dict[str, Any]) -> None:
-        """Links build a fresh dict per event: stored as is (no copy)."""
-        sim = self._sim
-        if not sim.capture_frames and "wire_bytes" in event and event.get("kind") == "deliver":
-            del event["wire_bytes"]
-        sim.trace.record_owned(event)
-
-    def open_connection(self, name: str) -> Any:
-        return self._sim.trace.open_connection(name)
 
 
 class _LazyEvents:

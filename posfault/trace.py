@@ -71,7 +71,10 @@ class Trace:
         self.loop = loop
         self.wire = wire
         self.clock = clock
-        self.events: list[dict[str, Any]] = []
+        # Events in order: dicts, and (t, build, args) tuples for events recorded lazily
+        # (record_lazy), built into their dicts the first time ``events`` is read.
+        self._events: list[Any] = []
+        self._lazy = 0          # how many of them are still tuples
         self.connections: list[Connection] = []
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         # A clock that is a pure function of this trace's loop time (the simulation's VirtualClock)
@@ -79,6 +82,47 @@ class Trace:
         # ``clock.at(t)``, formatted when the event is exported (and for live listeners).
         self._at_of: Callable[[float], Any] | None = (
             getattr(clock, "at", None) if loop is not None and getattr(clock, "loop", None) is loop else None)
+        self._time: Callable[[], float] = loop.time if loop is not None else self._now
+        self._stamp_at = self._at_of is None and clock is not None   # "at" read from the clock per event
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event so far, as dicts (what was recorded lazily is built now, once)."""
+        if self._lazy:
+            self._build_lazy()
+        return self._events
+
+    @events.setter
+    def events(self, events: list[dict[str, Any]]) -> None:
+        self._events = events
+        self._lazy = sum(1 for e in events if e.__class__ is tuple)
+
+    def _build_lazy(self) -> None:
+        events = self._events
+        for seq in range(len(events) - 1, -1, -1):   # the tuples are the recent ones, mostly
+            entry = events[seq]
+            if entry.__class__ is not tuple:
+                continue
+            t, build, args = entry
+            event = build(*args)
+            event["t"] = t
+            event["seq"] = seq
+            events[seq] = event
+            self._lazy -= 1
+            if not self._lazy:
+                break
+
+    def record_lazy(self, build: Callable[..., dict[str, Any]], *args: Any) -> None:
+        """Record the event ``build(*args)`` (a fresh dict, as for :meth:`record_owned`), stamped
+        now, but built only when the events are read: a simulation records every message twice
+        (``recv``, ``deliver``), and a campaign or a benchmark reads few of them. ``build`` must be
+        a pure function of ``args``. Live listeners, or a business clock that is not derived from
+        the loop's time, get the event built at once."""
+        if self._listeners or self._stamp_at:
+            self.record_owned(build(*args))
+            return
+        self._events.append((self._time(), build, args))
+        self._lazy += 1
 
     def _now(self) -> float:
         loop = self.loop
@@ -99,13 +143,12 @@ class Trace:
         """Like calling the trace, but ``event`` becomes the stored record (no copy): for producers
         that build a fresh dict per event, such as the fault links on the hot path."""
         if "t" not in event:
-            loop = self.loop
-            event["t"] = loop.time() if loop is not None else self._now()
-            if self._at_of is None and self.clock is not None and "at" not in event:
-                event["at"] = self.clock().isoformat(timespec="milliseconds")
+            event["t"] = self._time()
+            if self._stamp_at and "at" not in event:
+                event["at"] = self.clock().isoformat(timespec="milliseconds")  # type: ignore[misc]
         elif self.clock is not None and "at" not in event:
             event["at"] = self.clock().isoformat(timespec="milliseconds")
-        events = self.events
+        events = self._events
         event["seq"] = len(events)
         events.append(event)
         if self._listeners:
@@ -134,12 +177,12 @@ class Trace:
         self._listeners.append(listener)
 
     def open_connection(self, name: str) -> Connection:
-        conn = Connection(len(self.connections), name, self._now())
+        conn = Connection(len(self.connections), name, self._time())
         self.connections.append(conn)
         return conn
 
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self._events)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.events)

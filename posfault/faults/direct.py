@@ -27,10 +27,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, ChannelTimeout
+from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, ChannelTimeout, Inbox
 from iso8583.channels.memory import MemoryChannel
-from iso8583.framing import DEFAULT_MAX_FRAME, Deframer, FrameTooLarge, FramingError, LengthPrefix
+from iso8583.framing import (
+    DEFAULT_MAX_FRAME,
+    Deframer,
+    FrameTooLarge,
+    FramingError,
+    LengthPrefix,
+    length_prefix,
+)
 
+from ..clock import VirtualEventLoop
 from .link import FaultLink, decide_and_record, record_delivery
 from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
 
@@ -41,6 +49,18 @@ _RESET = object()
 _EXPIRED = object()  # what a timed-out receive's waiter is woken with
 
 
+def _forward_event(link: str, direction: str, conn: int | None, frame: bytes) -> dict[str, Any]:
+    """The "recv" event of a frame no rule could act on (what decide_and_record records for it)."""
+    return {"actor": "net", "kind": "recv", "link": link, "direction": direction, "conn": conn,
+            "size": len(frame), "action": "forward", "frame": frame}
+
+
+def _deliver_event(link: str, direction: str, conn: int | None, frame: bytes) -> dict[str, Any]:
+    """The "deliver" event of a whole frame (what record_delivery records for it)."""
+    return {"actor": "net", "kind": "deliver", "link": link, "direction": direction, "conn": conn,
+            "size": len(frame), "frame": frame}
+
+
 def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_result(_EXPIRED)
@@ -49,9 +69,26 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 class _End(MemoryChannel):
     """One end of a direct faulty connection: receives like a memory pipe end, sends into the link."""
 
-    def __init__(self, link: DirectLink, out: str, *, name: str, prefix: LengthPrefix | str | None,
-                 max_frame: int) -> None:
-        super().__init__(name=name, prefix=prefix, max_frame=max_frame, idle_timeout=None, latency=0.0)
+    # What MemoryChannel.__init__ (and Channel.__init__) set to the same value for every end, as
+    # class defaults (an assignment makes the instance's own): a simulation makes two ends per
+    # transaction, and the chain of initialisers cost more than the rest of the connection.
+    # tests/runtime/test_channels.py checks that no attribute of a memory channel is missing.
+    idle_timeout = None
+    _closed = False
+    peer = None
+    latency = 0.0
+    _deframer = None
+    _in_flight = ()   # never used: an end sends into its link, never through MemoryChannel._push
+    _timer = None
+    _loop = None
+
+    def __init__(self, link: DirectLink, out: str, name: str, prefix: LengthPrefix, max_frame: int) -> None:
+        # ``prefix`` is already a LengthPrefix (the link normalises it once).
+        self.name = name
+        self.prefix = prefix
+        self.max_frame = max_frame
+        self.inbox = Inbox()
+        self._max_length = prefix.max_length
         self._link = link
         self._out = out   # the direction of what this end sends
 
@@ -66,8 +103,6 @@ class _End(MemoryChannel):
             raise ChannelClosed(f"{self.name}: channel is closed")
         if timeout is ...:
             timeout = self.idle_timeout
-        if timeout is None:
-            return await inbox.get(None, self.name)
         loop = self._link._loop
         while not frames:
             if inbox._error is not None:
@@ -78,6 +113,13 @@ class _End(MemoryChannel):
                 raise ChannelError(f"{self.name}: recv() called concurrently; one reader per channel")
             waiter = loop.create_future()
             inbox._waiter = waiter
+            if timeout is None:    # the host side: wait for the next frame or the end
+                try:
+                    await waiter
+                finally:
+                    if inbox._waiter is waiter:
+                        inbox._waiter = None
+                continue
             timer = loop.call_at(loop.time() + timeout, _expire, waiter)
             try:
                 await waiter
@@ -103,7 +145,11 @@ class _End(MemoryChannel):
         if len(frame) > self._max_length:
             raise FramingError(f"{self.name}: frame of {len(frame)} bytes does not fit a {self.prefix.kind} "
                                f"length header", expected=f"<= {self.prefix.max_length}", found=str(len(frame)))
-        link._input(self._out, frame, False)
+        # link._input(self._out, frame, False), inline (the link is not done)
+        link._queue.append((self._out, frame, False))
+        if not link._scheduled:
+            link._scheduled = True
+            link._defer(link._drain)
 
     async def send_raw(self, data: bytes) -> None:
         if self._closed:
@@ -116,8 +162,16 @@ class _End(MemoryChannel):
         if self._closed:
             return
         self._closed = True
-        self.inbox.close()
-        self._link._input(self._out, _CLOSE, False)
+        inbox = self.inbox
+        inbox.eof = True
+        if inbox._waiter is not None:
+            inbox._wake()
+        link = self._link
+        if not link._done:    # link._input(self._out, _CLOSE, False), inline
+            link._queue.append((self._out, _CLOSE, False))
+            if not link._scheduled:
+                link._scheduled = True
+                link._defer(link._drain)
 
     async def reset(self) -> None:
         self._closed = True
@@ -239,26 +293,42 @@ class DirectLink(FaultLink):
     (both ends then see end of stream), as for a pumped link.
     """
 
+    # Per-link state that starts the same for every link (class defaults; set per link when it changes).
+    _scheduled = False            # a drain is scheduled
+    _closing: str | None = None   # the direction whose sender closed first
+    _ended: asyncio.Future[None] | None = None
+    #: Starts the host side's serving task, if its start was deferred (``start_later``): called
+    #: once the first input (a frame, a close, a reset) has been handled, or when the link ends.
+    on_first_input: Callable[[], None] | None = None
+
     def __init__(self, plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",
                  header: LengthPrefix | str | None = "binary2", max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self._loop = asyncio.get_running_loop()
-        terminal_end = _End(self, TO_HOST, name=f"{name}:terminal", prefix=header, max_frame=max_frame)
-        host_end = _End(self, TO_TERMINAL, name=f"{name}:host", prefix=header, max_frame=max_frame)
-        super().__init__(terminal_end, host_end, plan, wire=wire, trace=trace, name=name)
-        self.terminal_end, self.host_end = terminal_end, host_end
+        self._loop = loop = asyncio.get_running_loop()
+        prefix = header if header.__class__ is LengthPrefix else length_prefix(header)
+        terminal_end = _End(self, TO_HOST, f"{name}:terminal", prefix, max_frame)
+        host_end = _End(self, TO_TERMINAL, f"{name}:host", prefix, max_frame)
+        self._setup(terminal_end, host_end, plan, wire, trace, name)   # FaultLink.__init__
+        self.terminal_end = terminal_end
+        self.host_end = host_end
         self._max_frame = max_frame
-        self._prefix = terminal_end.prefix
+        self._prefix = prefix
         self._deframers: dict[str, Deframer] = {}
         self._queue: deque[tuple[str, Any, bool]] = deque()
-        self._scheduled = False
-        self._closing: str | None = None
-        self._ended: asyncio.Future[None] | None = None
         self._repack = wire.pack if wire is not None else None
-        self._outboxes: dict[str, _Outbox] = {}   # created on first need (most links never delay)
-        self.plan.start(self._loop.time())
+        # self._outboxes (FaultLink's): created on first need (most links never delay)
+        plan = self.plan
+        if plan.origin is None:
+            plan.start(loop.time())
         # What a side sends is handled once the sender yields: right after its current step on the
         # virtual loop (no extra iteration), on the next turn elsewhere.
-        self._defer = getattr(self._loop, "call_after_current", self._loop.call_soon)
+        # A reader woken by what the link writes continues right after the link's callback (same
+        # loop iteration) on the virtual loop; elsewhere, on the next turn as usual.
+        if isinstance(loop, VirtualEventLoop):
+            self._defer = loop.call_after_current
+            self._wake_inline: Callable[[bool], bool] | None = loop.wake_inline
+        else:
+            self._defer = loop.call_soon
+            self._wake_inline = None
 
     def _outbox(self, direction: str) -> _Outbox:
         outbox = self._outboxes.get(direction)
@@ -292,22 +362,37 @@ class DirectLink(FaultLink):
 
     def _drain(self) -> None:
         self._scheduled = False
-        queue = self._queue
-        while queue and not self._done:
-            direction, item, raw = queue.popleft()
-            if item is _CLOSE:
-                self._source_closed(direction)
-            elif item is _RESET:
-                if self._closing is None:
-                    self._abort(direction, "peer reset")
-            else:
-                deframer = self._deframers.get(direction)
-                if raw or (deframer is not None and deframer.buffered):
+        loop = self._loop
+        # On the virtual loop's fast path, readers woken by these writes continue right after this
+        # callback (VirtualEventLoop.wake_inline, spelt out: twice per message).
+        inline = self._wake_inline is not None and loop._in_fast_callback and not loop._wake_inline  # type: ignore[attr-defined]
+        if inline:
+            loop._wake_inline = True  # type: ignore[attr-defined]
+            loop.call_soon = loop._call_soon_after_current  # type: ignore[attr-defined,method-assign]
+        try:
+            queue = self._queue
+            while queue and not self._done:
+                direction, item, raw = queue.popleft()
+                if item is _CLOSE:
+                    self._source_closed(direction)
+                elif item is _RESET:
+                    if self._closing is None:
+                        self._abort(direction, "peer reset")
+                elif raw or (self._deframers and self._deframers.get(direction) is not None
+                             and self._deframers[direction].buffered):
                     self._bytes_in(direction, item if raw else self._prefix.wrap(item))
                 elif len(item) > self._max_frame:
                     self._stream_error(direction, FrameTooLarge(len(item), self._max_frame))
                 else:
                     self._frame(direction, item)
+        finally:
+            if inline:
+                loop._wake_inline = False  # type: ignore[attr-defined]
+                del loop.call_soon
+        start = self.on_first_input
+        if start is not None:
+            self.on_first_input = None
+            start()
 
     def _bytes_in(self, direction: str, data: bytes) -> None:
         deframer = self._deframers.get(direction)
@@ -337,13 +422,30 @@ class DirectLink(FaultLink):
             counts = self.counts
             counts["forward"] = counts.get("forward", 0) + 1
             record = self._record
-            if record is not None:
-                record({"actor": "net", "kind": "recv", "link": self.name, "direction": direction,
-                        "conn": self.conn, "size": len(frame), "action": "forward", "frame": frame})
-            if outbox is None or not outbox.pending:
-                self._write_one(direction, dst, frame, False, "")
-            else:
+            lazy = self._record_lazy
+            if lazy is not None:
+                lazy(_forward_event, self.name, direction, self.conn, frame)
+            elif record is not None:
+                record(_forward_event(self.name, direction, self.conn, frame))
+            if outbox is not None and outbox.pending:
                 outbox.put(Delivery(0.0, frame))
+                return
+            inbox = dst.inbox
+            if dst._closed or inbox.eof or dst._deframer is not None or len(frame) > dst._max_length:
+                self._write_one(direction, dst, frame, False, "")
+                return
+            # What _write_one does for a frame the receiving end can take as it is: queue it, wake
+            # the reader, record the delivery.
+            inbox._frames.append(frame)
+            waiter = inbox._waiter
+            if waiter is not None:
+                inbox._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            if lazy is not None:
+                lazy(_deliver_event, self.name, direction, self.conn, frame)
+            elif record is not None:
+                record(_deliver_event(self.name, direction, self.conn, frame))
             return
         decision = decide_and_record(self, direction, frame, self._loop.time(), dst.wrap, self._repack)
         if decision.reset:
@@ -395,8 +497,15 @@ class DirectLink(FaultLink):
         other = TO_TERMINAL if direction == TO_HOST else TO_HOST
         if other in self._outboxes:
             self._outboxes[other].abandon(f"{'terminal' if direction == TO_HOST else 'host'} closed")
-        self._emit("closed", direction, None, detail=f"{self._side_name(direction)} closed")
-        (self.host_end if direction == TO_HOST else self.terminal_end).inbox.close()
+        # self._emit("closed", direction, None, detail=...), spelt out: once per connection
+        counts = self.counts
+        counts["closed"] = counts.get("closed", 0) + 1
+        if self.trace is not None:
+            event: dict[str, Any] = {"actor": "net", "kind": "closed", "link": self.name, "direction": direction}
+            if self.conn is not None:
+                event["conn"] = self.conn
+            event["detail"] = f"{self._side_name(direction)} closed"
+            self._record(event)  # type: ignore[misc]
         self._finish()
 
     def _stream_error(self, direction: str, exc: Exception) -> None:
@@ -422,10 +531,17 @@ class DirectLink(FaultLink):
             outbox.cancel()
         self._queue.clear()
         for end in (self.terminal_end, self.host_end):
-            end.inbox.close()
+            inbox = end.inbox
+            inbox.eof = True
+            if inbox._waiter is not None:
+                inbox._wake()
         ended = self._ended
         if ended is not None and not ended.done():
             ended.set_result(None)
+        start = self.on_first_input
+        if start is not None:   # ended before any input (stopped): the serving side still sees the end
+            self.on_first_input = None
+            start()
 
     # -- FaultLink's control surface ----------------------------------------------------------------------
     def start(self) -> asyncio.Future[None]:  # type: ignore[override]

@@ -142,7 +142,8 @@ def record_delivery(link: Any, direction: str, data: bytes, raw: bool, note: str
              "conn": link.conn, "size": len(data)}
     if raw:
         event["raw"] = True
-        event["wire_bytes"] = data  # exactly as written, header included (or not)
+        if link.keep_wire_bytes:
+            event["wire_bytes"] = data  # exactly as written, header included (or not)
     else:
         event["frame"] = data       # the channel adds its length header
     if note:
@@ -158,8 +159,17 @@ class FaultLink:
     pcap export). ``name`` labels the link in events.
     """
 
+    #: Whether "deliver" events of bytes written below the frame level keep those bytes
+    #: (``wire_bytes``, for the pcap). A simulation that writes no pcap turns it off per link.
+    keep_wire_bytes = True
+
     def __init__(self, terminal: Channel, host: Channel, plan: FaultPlan | None = None, *,
                  wire: Wire | None = None, trace: EventSink | None = None, name: str = "link") -> None:
+        self._setup(terminal, host, plan, wire, trace, name)
+
+    def _setup(self, terminal: Channel, host: Channel, plan: FaultPlan | None, wire: Wire | None,
+               trace: EventSink | None, name: str) -> None:
+        """What both link kinds set up (positional: DirectLink calls it once per connection)."""
         self.terminal = terminal
         self.host = host
         self.plan = plan if plan is not None else FaultPlan()
@@ -173,7 +183,9 @@ class FaultLink:
         # events callable is called as is.
         self._record: Callable[[dict[str, Any]], None] | None = (
             getattr(trace, "record_owned", trace) if trace is not None else None)
-        self._outboxes: dict[str, _Outbox] = {}
+        # Trace.record_lazy, when the trace has it: the per-message events, built when read.
+        self._record_lazy: Callable[..., None] | None = getattr(trace, "record_lazy", None)
+        self._outboxes: dict[str, Any] = {}
         self._done = False
         self._task: asyncio.Task[None] | None = None
 

@@ -229,3 +229,18 @@ def test_tcp_back_pressure_pauses_reading_without_losing_frames() -> None:
     assert paused                      # the reader stopped reading: the rest waits in the kernel
     assert queued < 150                # memory bounded by max_queue (+ one read's worth)
     assert got == list(range(300))     # and nothing was lost
+
+
+def test_direct_link_ends_have_every_attribute_of_a_memory_channel() -> None:
+    """The fault link's ends set a memory channel's attributes themselves (a cheaper constructor):
+    an attribute added to Channel or MemoryChannel must not be missing from them."""
+    from posfault.faults import direct_pipe
+
+    async def main() -> tuple[set[str], list[set[str]]]:
+        plain, _ = memory.pipe()
+        term, host, link = direct_pipe()
+        await link.stop()
+        return set(vars(plain)), [{name for name in vars(plain) if hasattr(end, name)} for end in (term, host)]
+
+    plain, ends = run_virtual(main())
+    assert len(plain) > 10 and ends == [plain, plain]

@@ -142,3 +142,62 @@ def test_skip_idle_until_only_when_nothing_could_run_meanwhile() -> None:
         return fired
 
     assert run_virtual(main()) == ["ready"]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_wake_inline_wakes_the_reader_right_after_the_writer_callback(debug: bool) -> None:
+    """A future completed while wake_inline is on wakes its task right after the callback that
+    completed it (same iteration), before callbacks that were already ready; off, or in debug mode
+    (asyncio's own iteration), on the next turn. What the reader sees is the same either way."""
+    order: list[str] = []
+
+    async def reader(waiter: asyncio.Future[str]) -> None:
+        order.append(f"reader got {await waiter}")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        task = loop.create_task(reader(waiter))
+        await asyncio.sleep(0)                    # the reader now waits
+
+        def write() -> None:
+            loop.call_soon(order.append, "already ready")
+            previous = loop.wake_inline(True)
+            try:
+                waiter.set_result("frame")
+            finally:
+                loop.wake_inline(previous)
+            order.append("writer done")
+
+        loop.call_soon(write)
+        await task
+        return loop.time()
+
+    assert run_virtual(main(), debug=debug) == 0.0
+    woken = ["writer done", "reader got frame", "already ready"] if not debug else \
+        ["writer done", "already ready", "reader got frame"]
+    assert order == woken
+
+
+def test_start_later_starts_the_task_only_when_told() -> None:
+    """A task whose first step was taken back runs once ``start()`` is called (once, however often
+    it is called), right after the current callback."""
+    order: list[str] = []
+
+    async def serve() -> None:
+        order.append("serving")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(serve())
+        start = loop.start_later(task)
+        await asyncio.sleep(1)
+        order.append("not started yet")
+        start()
+        start()
+        order.append("start asked")
+        await task
+        return task.done()
+
+    assert run_virtual(main())
+    assert order == ["not started yet", "start asked", "serving"]

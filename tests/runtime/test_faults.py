@@ -434,3 +434,31 @@ def test_direct_link_handles_a_misbehaving_side_like_the_pumped_link(misbehaviou
         assert direct[1] == ["000001", "000002"]
     else:
         assert "ChannelReset" in direct[1] or "ChannelClosed" in direct[1]
+
+
+def test_lazily_recorded_events_read_exactly_like_recorded_ones() -> None:
+    """Trace.record_lazy keeps the build function and its arguments; whoever reads the events gets
+    the same dicts, times and sequence numbers as if each had been recorded as it happened."""
+    from posfault.clock import VirtualClock, new_virtual_loop
+
+    def build(kind: str, size: int) -> dict:
+        return {"actor": "net", "kind": kind, "size": size}
+
+    loop = new_virtual_loop()
+    eager, lazy = Trace(loop=loop, clock=VirtualClock(loop)), Trace(loop=loop, clock=VirtualClock(loop))
+    for step in range(3):
+        loop.advance(1.5)
+        for trace in (eager, lazy):
+            trace.record_owned({"actor": "terminal", "kind": "send", "step": step})
+        eager.record_owned(build("recv", step))
+        lazy.record_lazy(build, "recv", step)
+        assert len(lazy) == len(eager)
+    assert lazy.events == eager.events
+    assert [e["t"] for e in lazy.events] == [1.5, 1.5, 3.0, 3.0, 4.5, 4.5]
+    assert lazy.jsonl_lines() == eager.jsonl_lines()
+    seen: list[dict] = []
+    lazy.subscribe(seen.append)            # a live listener gets every event as it happens
+    lazy.record_lazy(build, "deliver", 9)
+    assert len(seen) == 1 and seen[0]["at"]   # listeners get the business time filled in
+    assert {k: v for k, v in seen[0].items() if k != "at"} == lazy.events[-1]
+    loop.close()

@@ -102,3 +102,21 @@ def test_unknown_card_and_switch_are_clear_errors() -> None:
         sim.terminal.sale("1.00", card="gold")
     with pytest.raises(ValueError, match="unknown host switch"):
         Simulation(host={"be_nice": True})
+
+
+def test_a_connection_closed_or_stopped_before_any_frame_still_ends_its_host_side() -> None:
+    """The host side of a connection starts serving when the first frame, close or reset reaches
+    it; a connection that ends without one still has its serving task finish (nothing left over)."""
+    import asyncio
+
+    with Simulation(seed=1) as sim:
+        async def main() -> None:
+            first = await sim.connect()
+            await first.close()
+            await sim.connect()
+            await sim._links[-1][2].stop()
+            await asyncio.sleep(1)
+
+        sim._run(main())
+        assert all(task.done() for task in sim._host_tasks)
+        assert sim.terminal.sale("1.00", card="mag-ok").outcome == "approved"

@@ -32,6 +32,10 @@ STAGES = ("connections", "arrival", "started", "staged", "commit_started", "comm
           "written")
 
 
+#: Most entries each length-header memo of a server keeps (one per distinct frame length seen).
+_MEMO_SIZE = 65536
+
+
 class HostProtocol(asyncio.Protocol):
     """One TCP connection of a :class:`HostServer`."""
 
@@ -100,14 +104,20 @@ class HostProtocol(asyncio.Protocol):
         end = len(data)
         # a finished background commit is settled between frames; inline commits need no polling
         poll = self.host.poll_commit if self.host.commit_mode == "thread" else None
+        lengths = self.server.lengths
         pos = 0
         while end - pos >= size:
-            try:
-                length = self.prefix.parse(data[pos:pos + size])
-            except Exception as exc:
-                self.host._emit("decode_error", detail=f"bad length header: {exc}"[:200])
-                self._close()
-                return
+            header = data[pos:pos + size]
+            length = lengths.get(header)
+            if length is None:
+                try:
+                    length = self.prefix.parse(header)
+                except Exception as exc:
+                    self.host._emit("decode_error", detail=f"bad length header: {exc}"[:200])
+                    self._close()
+                    return
+                if len(lengths) < _MEMO_SIZE:
+                    lengths[header] = length
             if length > self.max_frame:
                 self.host._emit("decode_error", detail=f"frame of {length} bytes exceeds max_frame {self.max_frame}")
                 self._close()
@@ -176,7 +186,13 @@ class HostProtocol(asyncio.Protocol):
         if response is None or self.transport is None or self.transport.is_closing():
             return
         frame = self.wire.pack(response, envelope.reply() if envelope is not None else None)
-        self.transport.write(self.prefix.wrap(frame))
+        headers = self.server.headers
+        header = headers.get(len(frame))
+        if header is None:
+            header = self.prefix.build(len(frame))   # raises for a length the header cannot announce
+            if len(headers) < _MEMO_SIZE:
+                headers[len(frame)] = header
+        self.transport.write(header + frame)
 
 
 class HostServer:
@@ -195,6 +211,10 @@ class HostServer:
         self.timings = timings
         self.connections: set[HostProtocol] = set()
         self.refused = 0
+        # the wire's length header, memoized both ways (what ``prefix.parse``/``prefix.build`` give;
+        # header bytes that do not parse are never stored): a frame costs two dict lookups
+        self.lengths: dict[bytes, int] = {}
+        self.headers: dict[int, bytes] = {}
         self._server: asyncio.Server | None = None
 
     async def start(self) -> HostServer:

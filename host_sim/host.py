@@ -359,12 +359,13 @@ class Host:
         """Call ``callback(None)`` once everything posted so far is committed (``callback(exc)`` if it
         was rolled back instead). Immediately when nothing is pending. The callback-style twin of
         awaiting :meth:`handle`, for front ends that avoid a task per request."""
-        if not self.ledger.has_pending and not self._waiters and self._writing is None:
-            callback(None)
-            return
-        if not self._waiters and self._writing is None:
+        waiters = self._waiters
+        if not waiters and self._writing is None:   # else a flush is already due: join its group
+            if not self.ledger.has_pending:
+                callback(None)
+                return
             asyncio.get_running_loop().call_soon(self._flush)
-        self._waiters.append(callback)
+        waiters.append(callback)
 
     def handle_sync(self, msg: Message) -> Message | None:
         """Synchronous convenience for scripts and tests outside an event loop."""

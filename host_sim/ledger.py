@@ -274,9 +274,9 @@ _EXTRA_AT = _TXN_COLUMNS.index("extra")
 _NULLABLE = ("original", "reversed_at", "settlement", "dup_of")
 _NULLABLE_VALUES = operator.attrgetter(*_NULLABLE)
 _NULLS = (None,) * len(_NULLABLE)
-_FRESH_COLUMNS = [name for name in _TXN_COLUMNS if name not in _NULLABLE]
-_FRESH_VALUES = operator.attrgetter(*_FRESH_COLUMNS)
-_FRESH_EXTRA_AT = _FRESH_COLUMNS.index("extra")
+#: A NULL-free new row: its columns but the nullable ones, ``extra`` (encoded) last.
+_FRESH_COLUMNS = [name for name in _TXN_COLUMNS if name not in (*_NULLABLE, "extra")] + ["extra"]
+_FRESH_VALUES = operator.attrgetter(*_FRESH_COLUMNS[:-1])
 _FRESH_SQL = f"INSERT INTO txns({', '.join(_FRESH_COLUMNS)}) VALUES ({','.join('?' * len(_FRESH_COLUMNS))})"
 #: One two-legged entry as its two posting rows (source first, as ``post`` orders them).
 _TRANSFER_SQL = ("INSERT INTO postings(entry, txn, kind, account, amount, at)"
@@ -284,7 +284,7 @@ _TRANSFER_SQL = ("INSERT INTO postings(entry, txn, kind, account, amount, at)"
 _Rows = list[list[Any]]
 #: What one commit writes: (new rows without NULLs, other new rows, updated rows), (postings,
 #: transfers), other statements.
-_Batch = tuple[tuple[_Rows, _Rows, _Rows], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
+_Batch = tuple[tuple[list[tuple[Any, ...]], _Rows, _Rows], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
                list[tuple[str, tuple[Any, ...]]]]
 
 
@@ -632,19 +632,16 @@ class Ledger:
         extra_at = _EXTRA_AT
         values_of = _ROW_VALUES
         fresh_values = _FRESH_VALUES
-        fresh_extra_at = _FRESH_EXTRA_AT
         nullable = _NULLABLE_VALUES
         nulls = _NULLS
         extra_json = _extra_json
         first_new = self._taken_upto
-        fresh: list[list[Any]] = []
+        fresh: list[tuple[Any, ...]] = []
         inserts: list[list[Any]] = []
         upserts: list[list[Any]] = []
         for row in self._pending_rows.values():
             if row.id >= first_new and nullable(row) == nulls:
-                v = list(fresh_values(row))
-                v[fresh_extra_at] = extra_json(row.extra)
-                fresh.append(v)
+                fresh.append((*fresh_values(row), extra_json(row.extra)))
             else:
                 v = list(values_of(row))
                 v[extra_at] = extra_json(row.extra)

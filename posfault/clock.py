@@ -215,8 +215,9 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         turn. The in-memory link turns it on while it writes into the receiving ends' inboxes: the
         reader then continues in the same loop iteration, as soon as the writer's callback is over.
         A sale (request, commit, response, close) then takes two loop iterations instead of five.
-        Same callbacks, same order relative to each other; only loop turns are saved. Only on the
-        loop's fast path (elsewhere a no-op). Returns the previous state (to restore it).
+        The woken reader runs before callbacks that were already ready (as a frame handed over by
+        ``call_after_current`` does); everything else keeps its order. Only on the loop's fast path
+        (elsewhere a no-op). Returns the previous state (to restore it).
 
         (While on, the instance's ``call_soon`` is the redirecting one: futures look the method up
         on the loop each time, and every other ``call_soon`` keeps asyncio's own, at no extra cost.)"""

@@ -198,8 +198,6 @@ class Simulation:
         self._host_tasks: list[asyncio.Task[Any]] = []
         self._links: list[tuple[Any, ...]] = []   # the connections that may still be open
         self._connections = 0
-        self._pipe_args: dict[str, Any] = (
-            {"header": self.wire.prefix, "max_frame": self.wire.max_frame} if self.wire is not None else {})
         self._host_down = False
         self._closed = False
         self._exported: list[dict[str, Any]] | None = None
@@ -299,10 +297,14 @@ class Simulation:
         number = self._connections
         wire = self.wire
         # faulty_pipe's choice for a plain in-memory connection, made once here: a DirectLink.
-        link = _faults.DirectLink(self.faults.plan, wire=wire, trace=self.trace, name=f"conn{number}",
-                                  **self._pipe_args)
-        # The raw bytes of stream-level deliveries are kept only for a pcap (campaigns write none).
-        link.keep_wire_bytes = self.capture_frames
+        if wire is not None:
+            link = _faults.DirectLink(self.faults.plan, wire=wire, trace=self.trace, name=f"conn{number}",
+                                      header=wire.prefix, max_frame=wire.max_frame)
+        else:
+            link = _faults.DirectLink(self.faults.plan, trace=self.trace, name=f"conn{number}")
+        if not self.capture_frames:
+            # The raw bytes of stream-level deliveries are kept only for a pcap (campaigns write none).
+            link.keep_wire_bytes = False
         term_end, host_end = link.terminal_end, link.host_end
         links = self._links
         if len(links) >= 32:   # forget connections that are over (crashes and power cuts walk this list)

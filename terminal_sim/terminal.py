@@ -39,6 +39,7 @@ from iso8583.framing import FramingError
 from iso8583.mask import scrub_text
 from iso8583.message import Message
 from iso8583.transactions import (
+    APPROVED_CODES,
     ENTRY_MODE,
     REVERSAL_REASON_MAC,
     REVERSAL_REASON_MALFORMED,
@@ -61,7 +62,7 @@ from .config import TerminalConfig
 from .errors import PrinterFault, TerminalError
 from .journal import Journal, PendingMessage, receipt_spec
 from .link import LinkError, WireLink
-from .printer import Printer, Receipt, format_receipt
+from .printer import Printer, Receipt, format_receipt, render_receipt
 from .profiles import Profile, load_profile
 
 Connector = Callable[[], Awaitable[Any]]
@@ -86,19 +87,38 @@ _REASONS = {"timeout": REVERSAL_REASON_TIMEOUT, "closed": REVERSAL_REASON_TIMEOU
             "bad_mac": REVERSAL_REASON_MAC, "malformed": REVERSAL_REASON_MALFORMED}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TxnResult:
-    """What the terminal showed for one transaction."""
+    """What the terminal showed for one transaction.
+
+    ``TxnResult(attempt, outcome, rc, stan, receipt, auth_code, rrn, balance, detail)``; ``receipt``
+    is the receipt text, or (from the terminal itself) the ``printer.render_receipt`` arguments,
+    rendered when :attr:`receipt` is read.
+    """
 
     attempt: int | None
     outcome: str                    # approved | declined | failed
-    rc: str | None = None
-    stan: str | None = None
-    _receipt: str | Receipt | None = field(default=None, repr=False)   # see the ``receipt`` property
-    auth_code: str | None = None
-    rrn: str | None = None
-    balance: int | None = None      # balance inquiry: available balance in minor units
-    detail: str = ""
+    rc: str | None
+    stan: str | None
+    _receipt: str | tuple[Any, ...] | None = field(repr=False)   # see the ``receipt`` property
+    auth_code: str | None
+    rrn: str | None
+    balance: int | None             # balance inquiry: available balance in minor units
+    detail: str
+
+    def __init__(self, attempt: int | None, outcome: str, rc: str | None = None, stan: str | None = None,
+                 receipt: str | tuple[Any, ...] | None = None, auth_code: str | None = None,
+                 rrn: str | None = None, balance: int | None = None, detail: str = "") -> None:
+        setter = object.__setattr__
+        setter(self, "attempt", attempt)
+        setter(self, "outcome", outcome)
+        setter(self, "rc", rc)
+        setter(self, "stan", stan)
+        setter(self, "_receipt", receipt)
+        setter(self, "auth_code", auth_code)
+        setter(self, "rrn", rrn)
+        setter(self, "balance", balance)
+        setter(self, "detail", detail)
 
     @property
     def approved(self) -> bool:
@@ -108,7 +128,7 @@ class TxnResult:
     def receipt(self) -> str | None:
         """The receipt text if one was printed (rendered when first read)."""
         found = self._receipt
-        return found if found is None or found.__class__ is str else found.text
+        return found if found is None or found.__class__ is str else render_receipt(*found)  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +179,7 @@ class Terminal:
         self._bases: dict[tuple[TxnType, int], tuple[str, dict[int, Any]]] = {}
         self._keys: Any = None
         self._emv_day: tuple[int, bytes] = (-1, b"")
+        self._clean_layouts: dict[tuple[int, ...], bool] = {}
         # Per card presented (by identity): its masked PAN and the request fields that depend on
         # the card alone — computed once, not per sale.
         self._cards: dict[int, tuple[Card, str, dict[int, Any]]] = {}
@@ -321,7 +342,13 @@ class Terminal:
         if unsupported is None:
             supports = self.link.supports
             return {n: v for n, v in fields.items() if supports(n)}
-        if not unsupported.isdisjoint(fields):
+        layout = tuple(fields)   # a terminal builds a handful of layouts: remember each one's answer
+        clean = self._clean_layouts.get(layout)
+        if clean is None:
+            if len(self._clean_layouts) > 256:
+                self._clean_layouts.clear()
+            clean = self._clean_layouts[layout] = unsupported.isdisjoint(layout)
+        if not clean:
             for n in unsupported.intersection(fields):
                 del fields[n]
         return fields
@@ -368,7 +395,8 @@ class Terminal:
             fields[52] = self.link.pin_block(pin, card.pan, self._keys)
         return fields
 
-    def _icc_data(self, card: Card, amount: int, now: _dt.datetime | None = None) -> bytes:
+    def _icc_data(self, card: Card, amount: int, now: _dt.datetime | None = None,
+                  amount_text: str | None = None) -> bytes:
         """Field 55 for this transaction: the card's EMV data with the terminal-supplied tags of
         *this* transaction — amount (9F02), date (9A), unpredictable number (9F37) — spliced in
         between the card's own bytes (their lengths are fixed), so the hot path does no TLV
@@ -381,17 +409,10 @@ class Terminal:
         if now is None:
             now = self.clock()
         unpredictable = self.rng.getrandbits(32)   # drawn for every chip read (seeded runs stay stable)
-        out = [plan[0]]
-        for i in range(1, len(plan), 2):
-            tag = plan[i]
-            if tag == "9F02":
-                out.append(bytes.fromhex(f"{amount:012d}"))
-            elif tag == "9A":
-                out.append(self._emv_date(now))
-            else:
-                out.append(unpredictable.to_bytes(4, "big"))
-            out.append(plan[i + 1])
-        return b"".join(out)
+        values = {"9F02": bytes.fromhex(amount_text if amount_text is not None else f"{amount:012d}"),
+                  "9A": self._emv_date(now),
+                  "9F37": unpredictable.to_bytes(4, "big")}
+        return b"".join([values[part] if part.__class__ is str else part for part in plan])
 
     def _emv_date(self, now: _dt.datetime) -> bytes:
         """EMV 9A (YYMMDD, BCD) of ``now``: formatted once per business day."""
@@ -414,15 +435,18 @@ class Terminal:
                extra: dict[int, Any] | None = None) -> Message:
         mti, fields = self._request_base(txn)
         now = self.clock()   # one business time for the request's date fields and EMV 9A
+        amount_text = None
+        if amount is not None:
+            amount_text = (f"{amount:012d}" if amount.__class__ is int and 0 <= amount <= 999_999_999_999
+                           else format_amount(amount))
         if card is not None:
             fields.update(self._card_info(card)[2])
             if card.entry != "magstripe":
-                fields[55] = self._icc_data(card, amount or 0, now)
+                fields[55] = self._icc_data(card, amount or 0, now, amount_text)
             if pin:
                 fields[52] = self.link.pin_block(pin, card.pan, self._keys)
-        if amount is not None:
-            fields[4] = (f"{amount:012d}" if amount.__class__ is int and 0 <= amount <= 999_999_999_999
-                         else format_amount(amount))
+        if amount_text is not None:
+            fields[4] = amount_text
         fields[11] = self._allocate_stan()
         self._stamp_times(fields, now)
         fields[41] = self.config.tid
@@ -440,16 +464,16 @@ class Terminal:
             stan=str(request.get(11, "")), batch=self.journal.batch, rc=rc, auth_code=auth, rrn=rrn,
             when=self.clock().isoformat(" ", "seconds")[:19], outcome=outcome, offline=offline)
 
-    async def _print(self, attempt: int, text: str | Receipt, outcome: str, *, copy: str = "original",
+    async def _print(self, attempt: int, text: str | tuple[Any, ...], outcome: str, *, copy: str = "original",
                      steps: bool = True) -> bool:
         """Print a receipt, recording the result in the journal right after the paper comes out.
-        ``text`` may be an unprinted :class:`Receipt` whose text is rendered lazily."""
+        ``text`` may be the ``render_receipt`` arguments instead (rendered when someone reads it)."""
         if steps and (waiting := self._hook("before-print", attempt)) is not None:
             await waiting
         at = self._time()
         try:
             self.printer.print(Receipt(attempt, text, copy, at) if text.__class__ is str
-                               else Receipt(attempt, None, copy, at, source=text._source))  # type: ignore[union-attr]
+                               else Receipt(attempt, None, copy, at, source=text))  # type: ignore[arg-type]
             status = "printed"
         except PrinterFault as fault:
             status = fault.kind
@@ -781,14 +805,15 @@ class Terminal:
                         request: Message, response: Message, *, reversible: bool, original: int | None,
                         keep_reversal: bool = False) -> TxnResult:
         """A trustworthy response came: commit what it says, then print (or the profile's order)."""
-        rc = response.get(39)
-        approved = is_approved(rc)
-        auth, rrn = response.get(38), response.get(37)
+        got = response.fields
+        rc = got.get(39)
+        approved = rc in APPROVED_CODES   # is_approved
+        auth, rrn = got.get(38), got.get(37)
         outcome = "approved" if approved else "declined"
         balance = None
         if kind == "balance" and approved:
             balance = _parse_balance(response.get(54))
-        receipt: Receipt | None = None
+        receipt: tuple[Any, ...] | None = None
         stored: str | None = None
         if approved and kind != "balance":
             # Rendered only when read (the printer roll, TxnResult.receipt); the journal keeps what
@@ -796,9 +821,8 @@ class Terminal:
             cfg = self.config
             stan = str(request.fields.get(11, ""))
             when = self.clock().isoformat(" ", "seconds")[:19]
-            receipt = Receipt(attempt, None, source=(cfg.merchant_name, cfg.mid, cfg.tid, kind, amount, cfg.currency,
-                                                     masked, entry, stan, self.journal.batch, rc, auth, rrn, when,
-                                                     outcome, False))
+            receipt = (cfg.merchant_name, cfg.mid, cfg.tid, kind, amount, cfg.currency, masked, entry, stan,
+                       self.journal.batch, rc, auth, rrn, when, outcome, False)
             stored = receipt_spec(cfg.merchant_name, cfg.mid, cfg.currency, when, stan)
         in_batch = approved and txn in _IN_BATCH
         void_original = original if (approved and txn is _VOID) else None
@@ -966,8 +990,10 @@ def _emv_plan(emv: bytes) -> tuple[Any, ...]:
 
 
 def _message(mti: str, fields: dict[int, Any]) -> Message:
-    """A Message from fields the terminal built itself (numbers already valid: skip re-validation)."""
-    msg = Message(mti)
+    """A Message from an MTI and fields the terminal built itself (both already valid: skip
+    re-validation, as the codec's decoder does)."""
+    msg = Message.__new__(Message)
+    msg.mti = mti
     msg.fields = fields
     return msg
 

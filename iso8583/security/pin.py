@@ -63,7 +63,11 @@ def _check_pan(pan: str) -> str:
 
 def pan_field(pan: str, fmt: int = 0) -> bytes:
     """The account number field XORed into a format 0/3 block (8 bytes) or format 4 (16 bytes)."""
-    _check_pan(pan)
+    return _pan_field(_check_pan(pan), fmt)
+
+
+def _pan_field(pan: str, fmt: int) -> bytes:
+    """:func:`pan_field` of a PAN already checked (by ``_require_pan``)."""
     if fmt == 4:
         body = pan.rjust(12, "0")
         m = max(0, len(pan) - 12)
@@ -82,14 +86,14 @@ def make_pin_block(pin: str, pan: str | None = None, fmt: int = 0, *, rng: rando
     n = _HEX[len(pin)]
     if fmt == 0:   # the common case: no random fill, so no CSPRNG object is made
         field = "0" + n + pin.ljust(14, "F")
-        return _crypto.xor(bytes.fromhex(field), pan_field(_require_pan(pan, fmt)))
+        return _crypto.xor(bytes.fromhex(field), _pan_field(_require_pan(pan, fmt), 0))
     r = _rng(rng)
     if fmt == 1:
         field = "1" + n + pin + "".join(r.choice(_HEX) for _ in range(14 - len(pin)))
         return bytes.fromhex(field)
     if fmt == 3:
         field = "3" + n + pin + "".join(r.choice("ABCDEF") for _ in range(14 - len(pin)))
-        return _crypto.xor(bytes.fromhex(field), pan_field(_require_pan(pan, fmt)))
+        return _crypto.xor(bytes.fromhex(field), _pan_field(_require_pan(pan, fmt), 0))
     if fmt == 4:
         field = "4" + n + pin.ljust(14, "A")
         return bytes.fromhex(field) + bytes(r.getrandbits(8) for _ in range(8))
@@ -145,7 +149,7 @@ def parse_pin_block(block: bytes, pan: str | None = None, fmt: int | None = None
         raise PinBlockError(f"PIN block control nibble is {control}, expected format {fmt} "
                             "(wrong key, wrong format or corrupted block)")
     if control in (0, 3):
-        block = _crypto.xor(block, pan_field(_require_pan(pan, control)))
+        block = _crypto.xor(block, _pan_field(_require_pan(pan, control), 0))
     return _parse_field(block, fmt)[1]
 
 
@@ -161,7 +165,7 @@ def encrypt(pin: str, pan: str | None, key: KeyLike, fmt: int = 0, *, rng: rando
     if fmt == 4:
         pan = _require_pan(pan, 4)
         intermediate = _crypto.aes_ecb_encrypt(raw, make_pin_block(pin, pan, 4, rng=rng))
-        return _crypto.aes_ecb_encrypt(raw, _crypto.xor(intermediate, pan_field(pan, 4)))
+        return _crypto.aes_ecb_encrypt(raw, _crypto.xor(intermediate, _pan_field(pan, 4)))
     return _crypto.tdes_ecb_encrypt(raw, make_pin_block(pin, pan, fmt, rng=rng))
 
 
@@ -178,7 +182,7 @@ def decrypt(block: bytes, pan: str | None, key: KeyLike, fmt: int | None = None)
         if len(block) != 16:
             raise PinBlockError(f"format 4 PIN block must be 16 bytes, got {len(block)}")
         pan = _require_pan(pan, 4)
-        intermediate = _crypto.xor(_crypto.aes_ecb_decrypt(raw, block), pan_field(pan, 4))
+        intermediate = _crypto.xor(_crypto.aes_ecb_decrypt(raw, block), _pan_field(pan, 4))
         return _parse_field(_crypto.aes_ecb_decrypt(raw, intermediate), 4)[1]
     if len(block) != 8:
         raise PinBlockError(f"PIN block must be 8 bytes for formats 0, 1, 3, got {len(block)}")

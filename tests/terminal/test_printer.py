@@ -73,3 +73,25 @@ def test_nothing_to_reprint() -> None:
         assert await term.reprint() is False
 
     run_virtual(main())
+
+
+def test_reprint_and_recovery_print_render_exactly_the_receipt_of_the_sale() -> None:
+    host = FakeHost(FakeLink())
+    printer = Printer()
+
+    async def main() -> None:
+        term = make_terminal(host, printer=printer)
+        first = await term.sale(1234, card=CARD)
+        assert first.receipt == printer.roll[-1].text and "12.34" in first.receipt
+        assert f"TRACE {first.stan}" in first.receipt
+        assert await term.reprint()
+        assert printer.roll[-1].text == first.receipt + "\n*** REPRINT ***"
+        printer.fail_next("paper_out")
+        second = await term.sale(567, card=load_cards()["mag-ok"])
+        assert second.approved and printer.roll[-1].copy == "reprint"
+        fresh = term.journal.reopen()
+        await make_terminal(host, fresh, printer=printer).power_up()   # prints what never came out
+        assert printer.roll[-1].copy == "recovery" and printer.roll[-1].text == second.receipt
+        assert "5.67" in second.receipt and load_cards()["mag-ok"].pan not in second.receipt
+
+    run_virtual(main())

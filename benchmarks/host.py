@@ -57,10 +57,11 @@ def write_cards(path: pathlib.Path) -> None:
 # -- the peer: a minimal ledger-less asyncio mock host ------------------------------------------------
 def run_peer(dialect: str, seconds: float) -> None:
     from iso8583 import load_spec
-    from iso8583.transactions import make_response
+    from iso8583.transactions import family_of, make_response
     from iso8583.wire import Wire
 
     wire = Wire(load_spec(dialect))
+    family = family_of(wire.spec)
     prefix = wire.prefix
     counter = [0]
 
@@ -71,7 +72,7 @@ def run_peer(dialect: str, seconds: float) -> None:
                 frame = await reader.readexactly(prefix.parse(header))
                 msg, env = wire.unpack(frame)
                 counter[0] += 1
-                response = make_response(msg, "00", "iso87", f37=f"{counter[0]:012d}", f38="123456")
+                response = make_response(msg, "00", family, f37=f"{counter[0]:012d}", f38="123456")
                 writer.write(prefix.wrap(wire.pack(response, env.reply() if env else None)))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -90,10 +91,12 @@ def run_peer(dialect: str, seconds: float) -> None:
 # -- load generator ------------------------------------------------------------------------------------
 def run_loadgen(port: int, dialect: str, connections: int, count: int, run_id: int) -> None:
     from iso8583 import Message
-    from iso8583.transactions import TxnType, format_amount, request_base
+    from iso8583.transactions import TxnType, family_of, format_amount, request_base
     from iso8583.wire import Wire
 
     wire = Wire(dialect)
+    family = family_of(wire.spec)
+    has_f7 = 7 in wire.spec.fields
     prefix = wire.prefix
     pans = bench_pans()
     per_conn = max(1, count // connections)
@@ -104,10 +107,12 @@ def run_loadgen(port: int, dialect: str, connections: int, count: int, run_id: i
         out = []
         for i in range(per_conn):
             when = start_time + dt.timedelta(seconds=i)
-            mti, fields = request_base(TxnType.SALE, "iso87")
-            fields.update({2: pans[c % len(pans)], 4: format_amount(100 + i % 9000), 7: when.strftime("%m%d%H%M%S"),
+            mti, fields = request_base(TxnType.SALE, family)
+            fields.update({2: pans[c % len(pans)], 4: format_amount(100 + i % 9000),
                            11: f"{i + 1:06d}", 12: when.strftime("%H%M%S"), 13: when.strftime("%m%d"),
                            14: "2912", 22: "051", 41: tid, 42: BENCH_MID, 49: "156"})
+            if has_f7:  # transmission date-time: ISO 1987 dialects only (UnionPay POS has no field 7)
+                fields[7] = when.strftime("%m%d%H%M%S")
             out.append(prefix.wrap(wire.pack(Message(mti, fields))))
         frames.append(out)
     latencies: list[float] = []

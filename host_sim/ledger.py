@@ -991,14 +991,7 @@ class Ledger:
             daily = self._daily
             k = (pan, day)
             daily[k] = daily.get(k, 0) + amount
-        # transfer
-        entry = self._next_entry
-        if amount:
-            self._pending_transfers.append((entry, row_id, entry_kind, source, target, amount, created_at))
-        balances = self._balances
-        balances[source] = balances.get(source, 0) - amount
-        balances[target] = balances.get(target, 0) + amount
-        self._next_entry = entry + 1
+        self.transfer(entry_kind, row_id, source, target, amount, created_at)
         if not self._group and not self._depth:
             self.commit()
         return row

@@ -434,14 +434,9 @@ class DirectLink(FaultLink):
             if dst._closed or inbox.eof or dst._deframer is not None or len(frame) > dst._max_length:
                 self._write_one(direction, dst, frame, False, "")
                 return
-            # What _write_one does for a frame the receiving end can take as it is: queue it, wake
-            # the reader, record the delivery.
-            inbox._frames.append(frame)
-            waiter = inbox._waiter
-            if waiter is not None:
-                inbox._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
+            # What _write_one does for a frame the receiving end can take as it is: queue it (which
+            # wakes the reader), record the delivery.
+            inbox.put(frame)
             if lazy is not None:
                 lazy(_deliver_event, self.name, direction, self.conn, frame)
             elif record is not None:

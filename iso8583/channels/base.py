@@ -15,6 +15,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 from ..errors import ISO8583Error
 from ..framing import DEFAULT_MAX_FRAME, Deframer, FramingError, LengthPrefix, length_prefix
@@ -121,17 +122,24 @@ class Inbox:
     def error(self) -> BaseException | None:
         return self._error
 
+    def arm_waiter(self, loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Future[Any]:
+        """The future an empty inbox's reader waits on (set when a frame or the end arrives); raises
+        instead what the reader must hear: the framing error, the peer's end, a second reader.
+        The one rule for every reader of an inbox (this :meth:`get` and the simulation's direct link)."""
+        if self._error is not None:
+            raise self._error
+        if self.eof:
+            raise ChannelClosed(f"{name}: closed by peer")
+        if self._waiter is not None:
+            raise ChannelError(f"{name}: recv() called concurrently; one reader per channel")
+        waiter = loop.create_future()
+        self._waiter = waiter
+        return waiter
+
     async def get(self, timeout: float | None, name: str) -> bytes:
         frames = self._frames
         while not frames:
-            if self._error is not None:
-                raise self._error
-            if self.eof:
-                raise ChannelClosed(f"{name}: closed by peer")
-            if self._waiter is not None:
-                raise ChannelError(f"{name}: recv() called concurrently; one reader per channel")
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
+            waiter = self.arm_waiter(asyncio.get_running_loop(), name)
             try:
                 if timeout is None:
                     await waiter

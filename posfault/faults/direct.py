@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from iso8583.channels.base import ChannelClosed, ChannelError, ChannelReset, ChannelTimeout, Inbox
+from iso8583.channels.base import ChannelClosed, ChannelReset, ChannelTimeout, Inbox
 from iso8583.channels.memory import MemoryChannel
 from iso8583.framing import (
     DEFAULT_MAX_FRAME,
@@ -105,14 +105,7 @@ class _End(MemoryChannel):
             timeout = self.idle_timeout
         loop = self._link._loop
         while not frames:
-            if inbox._error is not None:
-                raise inbox._error
-            if inbox.eof:
-                raise ChannelClosed(f"{self.name}: closed by peer")
-            if inbox._waiter is not None:
-                raise ChannelError(f"{self.name}: recv() called concurrently; one reader per channel")
-            waiter = loop.create_future()
-            inbox._waiter = waiter
+            waiter = inbox.arm_waiter(loop, self.name)
             if timeout is None:    # the host side: wait for the next frame or the end
                 try:
                     await waiter

@@ -185,6 +185,17 @@ class World:
         return self._PowerCut(step, attempt)
 
     # -- host side -----------------------------------------------------------------------------------
+    def serve_direct(self, channel: Any) -> Any:
+        """Serve the host end of a direct in-memory connection with no task (what :meth:`serve`
+        does, driven by the link: ``host_sim.serve.DirectServer``); returns its ``start``."""
+        from host_sim.serve import DirectServer
+
+        return DirectServer(self.host, channel, on_error=self._connection_error,
+                            on_task=self.sim._host_task).start
+
+    def _connection_error(self, exc: BaseException) -> None:
+        self.sim.emit({"actor": "host", "kind": "connection_error", "detail": type(exc).__name__})
+
     async def serve(self, channel: Any) -> None:
         host = self.host
         try:

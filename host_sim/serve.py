@@ -161,30 +161,14 @@ async def serve_channel(host: Host, channel: Any) -> None:
     await _Requests(host, channel).run()
 
 
-class _Wakeup:
-    """What a :class:`DirectServer` leaves in its inbox as the waiting reader: completing it
-    schedules the server's next step with ``call_soon``, exactly as completing a reader's future
-    schedules its task (so a frame written by the in-memory link is handled at the same point)."""
-
-    __slots__ = ("server",)
-
-    def __init__(self, server: DirectServer) -> None:
-        self.server = server
-
-    def done(self) -> bool:
-        return False
-
-    def set_result(self, _value: Any) -> None:
-        server = self.server
-        server.loop.call_soon(server.wake)
-
-
 class DirectServer:
     """Serves one in-memory channel end (the host end of posfault's DirectLink) with no task.
 
     What :func:`serve_channel` does, step for step, but driven by the inbox: instead of a task
     awaiting ``recv`` (a task, a future per wait, a loop turn per wake-up), the server leaves a
-    :class:`_Wakeup` in the inbox and runs :meth:`wake` where that task would have resumed. Each
+    itself in the inbox as its waiting reader (completing it schedules :meth:`wake` with ``call_soon``,
+    as completing a reader's future schedules its task) and runs :meth:`wake` where that task
+    would have resumed. Each
     request is handled inline (decode, process, answer from the commit callback); the lone
     request of a connection is committed at once when nothing else is due (Host.after_commit
     ``last``). A request that must wait (issuer_slow) hands the connection over to a task running
@@ -200,10 +184,16 @@ class DirectServer:
         self.loop = asyncio.get_running_loop()
         self._state = _Requests(host, channel)
         self._inbox = channel.inbox
-        self._wakeup = _Wakeup(self)
         self.on_error = on_error
         self.on_task = on_task
-        self.done = False
+        self._over = False
+
+    # The inbox's waiting reader (what Inbox.put and Inbox.fail complete).
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, _value: Any) -> None:
+        self.loop.call_soon(self.wake)
 
     def start(self) -> None:
         """Serve from now on: the first step runs right after the current callback (where a serving
@@ -216,7 +206,7 @@ class DirectServer:
 
     def wake(self) -> None:
         """Handle what the inbox holds; then wait again (or end)."""
-        if self.done:
+        if self._over:
             return
         state = self._state
         host = state.host
@@ -237,7 +227,7 @@ class DirectServer:
                     raise error
                 if inbox.eof or state.channel.closed:
                     break
-                inbox._waiter = self._wakeup
+                inbox._waiter = self  # type: ignore[assignment]
                 return
         except ChannelClosed:
             pass
@@ -249,7 +239,7 @@ class DirectServer:
     wake.pump_safe = True  # type: ignore[attr-defined]  # starts no task, arms no timer (see DirectLink)
 
     def _to_task(self) -> None:
-        self.done = True
+        self._over = True
         loop = self.loop
         task = loop.create_task(self._rest())
         start_next = getattr(loop, "start_next", None)
@@ -274,7 +264,7 @@ class DirectServer:
                 pass
 
     def _end(self, exc: BaseException | None) -> None:
-        self.done = True
+        self._over = True
         state = self._state
         if state.waiting:   # the answers owed are sent (or dropped) before closing; then the close
             # runs where a serving task awaiting their end would have resumed

@@ -307,7 +307,11 @@ class Simulation:
             link.keep_wire_bytes = False
         term_end, host_end = link.terminal_end, link.host_end
         links = self._links
-        if len(links) >= 32:   # forget connections that are over (crashes and power cuts walk this list)
+        # Forget connections that are over (crashes and power cuts walk this list): the last one
+        # usually is, and once dropped its objects are freed at once (they form no cycle).
+        while links and links[-1][2]._done:
+            links.pop()
+        if len(links) >= 32:
             links[:] = [entry for entry in links if not entry[2]._done]
         links.append((term_end, host_end, link))
         # The host side is served with no task: it handles what reaches its end from the link's

@@ -61,6 +61,22 @@ def _deliver_event(link: str, direction: str, conn: int | None, frame: bytes) ->
             "size": len(frame), "frame": frame}
 
 
+class _EndedLink:
+    """What the ends of a finished :class:`DirectLink` refer to instead of it: what they read of
+    their link once it is done."""
+
+    _done = True
+    _loop = None
+    _wake_inline = None
+
+    @staticmethod
+    def _input(direction: str, item: Any, raw: bool) -> None:
+        pass   # as DirectLink._input once done
+
+
+_ENDED = _EndedLink()
+
+
 def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_result(_EXPIRED)
@@ -614,6 +630,10 @@ class DirectLink(FaultLink):
         if start is not None:   # ended before any input (stopped): the serving side still sees the end
             self.on_first_input = None
             start()
+        # The ends no longer reach the link (it reaches them, for who inspects it): the connection's
+        # objects form no reference cycle, so they are freed as soon as nobody holds them, without
+        # waiting for (and feeding) the garbage collector — one connection per simulated sale.
+        self.terminal_end._link = self.host_end._link = _ENDED  # type: ignore[assignment]
 
     # -- FaultLink's control surface ----------------------------------------------------------------------
     def start(self) -> asyncio.Future[None]:  # type: ignore[override]

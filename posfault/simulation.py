@@ -277,7 +277,9 @@ class Simulation:
         return self._exported
 
     def _run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
+        # (Terminal and host code never needs a task of its own: a sale that never waits runs with
+        # none — VirtualEventLoop.run_directly.)
+        return self.loop.run_directly(coro)
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass, with everything in flight running meanwhile."""

@@ -45,6 +45,7 @@ def slow(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
         monkeypatch.setattr(_world.World, "serve_direct", _serve_with_a_task)
         monkeypatch.setattr(direct, "_pump_safe", lambda callback: False)
         monkeypatch.setattr(VirtualEventLoop, "nothing_due", lambda self: False)
+        monkeypatch.setattr(VirtualEventLoop, "_idle_now", lambda self: False)
     return turn_off
 
 
@@ -138,7 +139,8 @@ def test_the_fast_paths_change_nothing(name: str, slow: Callable[[], None]) -> N
 
 
 def test_a_plain_sale_never_suspends() -> None:
-    """One loop iteration per sale (the facade's), no timer armed, no task serving the host."""
+    """No loop iteration at all (the facade runs the sale's coroutine itself, and nothing is left
+    to run after it), no timer armed, no task serving the host."""
     with Simulation(seed=2) as sim:
         sim.terminal.sale("1.00")   # (keys, first connection)
         loop = sim.loop
@@ -154,7 +156,7 @@ def test_a_plain_sale_never_suspends() -> None:
         scheduled = len(loop._scheduled)
         for i in range(5):
             assert sim.terminal.sale(f"2.0{i}", card=CARDS[i % 3]).outcome == "approved"
-        assert iterations == 5
+        assert iterations == 0
         assert len(loop._scheduled) == scheduled   # no response timer left behind, none armed
         assert sim._host_tasks == []
         assert len(sim._links) <= 1                # finished connections are let go at once
@@ -218,3 +220,62 @@ def test_a_lone_request_is_committed_at_once() -> None:
     host, answers = _host_and_answers(1)
     assert answers == ["00"]
     assert host.stats["commits"] == 1
+
+
+# -- the facade's run of a coroutine without a task -------------------------------------------------
+def _order_of_a_run(loop: VirtualEventLoop) -> tuple[list[str], Any]:
+    """What happens, in order, around a coroutine that hands work over, suspends on futures (one
+    completed after the current callback, one by a timer), is woken inline, and returns."""
+    order: list[str] = []
+
+    async def body() -> str:
+        running = asyncio.get_running_loop()
+        running.call_soon(order.append, "ready callback")
+        running.call_after_current(order.append, "after the first step")
+        waiter = running.create_future()
+        running.call_after_current(waiter.set_result, "handed back")
+        order.append("first step")
+        order.append(await waiter)
+        await asyncio.sleep(0)
+        order.append("after a turn")
+        await asyncio.sleep(2.0)
+        running.call_later(0.0, order.append, "timer due now")
+        order.append(f"t={running.time()}")
+        return "done"
+
+    return order, loop.run_directly(body())
+
+
+def test_a_run_without_a_task_keeps_the_order_of_a_run_with_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(VirtualEventLoop, "_idle_now", lambda self: False)
+        loop = new_virtual_loop()
+        try:
+            runs.append(_order_of_a_run(loop))
+        finally:
+            loop.close()
+    direct_run, task_run = runs
+    assert direct_run == task_run
+    assert direct_run[1] == "done" and direct_run[0][:2] == ["first step", "after the first step"]
+
+
+def test_a_run_without_a_task_raises_what_the_coroutine_raised() -> None:
+    loop = new_virtual_loop()
+
+    async def fails() -> None:
+        raise KeyError("no such card")
+
+    async def fails_later() -> None:
+        await asyncio.sleep(1.0)
+        raise KeyError("later")
+
+    try:
+        with pytest.raises(KeyError, match="no such card"):
+            loop.run_directly(fails())
+        with pytest.raises(KeyError, match="later"):
+            loop.run_directly(fails_later())
+        assert loop.time() == 1.0 and not asyncio.all_tasks(loop)
+    finally:
+        loop.close()

@@ -277,14 +277,32 @@ _NULLS = (None,) * len(_NULLABLE)
 #: A NULL-free new row: its columns but the nullable ones, ``extra`` (encoded) last.
 _FRESH_COLUMNS = [name for name in _TXN_COLUMNS if name not in (*_NULLABLE, "extra")] + ["extra"]
 _FRESH_VALUES = operator.attrgetter(*_FRESH_COLUMNS[:-1])
+_FRESH_ID = _FRESH_COLUMNS.index("id")
 _FRESH_SQL = f"INSERT INTO txns({', '.join(_FRESH_COLUMNS)}) VALUES ({','.join('?' * len(_FRESH_COLUMNS))})"
 #: One two-legged entry as its two posting rows (source first, as ``post`` orders them).
 _TRANSFER_SQL = ("INSERT INTO postings(entry, txn, kind, account, amount, at)"
                  " VALUES (?1, ?2, ?3, ?4, -?6, ?7), (?1, ?2, ?3, ?5, ?6, ?7)")
+#: A new request row and its two-legged entry as ONE statement: an INSERT into a TEMP view whose
+#: INSTEAD OF trigger writes the row and both postings (source first, as ``transfer`` orders them).
+#: Outside BEGIN..COMMIT the statement is its own transaction, atomic as a statement always is: the
+#: commit of a lone approval (every sale of a simulation) is one ``execute`` instead of four.
+_PAIR_EXTRA = ("entry", "entry_kind", "source", "target", "moved", "moved_at")
+_PAIR_COLUMNS = [*_FRESH_COLUMNS, *_PAIR_EXTRA]
+_PAIR_SCHEMA = (
+    f"CREATE TEMP VIEW IF NOT EXISTS approval_entry({', '.join(_PAIR_COLUMNS)}) AS SELECT "
+    + ", ".join("NULL" for _ in _PAIR_COLUMNS),
+    "CREATE TEMP TRIGGER IF NOT EXISTS approval_entry_insert INSTEAD OF INSERT ON approval_entry BEGIN"
+    f" INSERT INTO txns({', '.join(_FRESH_COLUMNS)}) VALUES ({', '.join('NEW.' + c for c in _FRESH_COLUMNS)});"
+    " INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES"
+    " (NEW.entry, NEW.id, NEW.entry_kind, NEW.source, -NEW.moved, NEW.moved_at),"
+    " (NEW.entry, NEW.id, NEW.entry_kind, NEW.target, NEW.moved, NEW.moved_at); END",
+)
+_PAIR_SQL = f"INSERT INTO approval_entry VALUES ({','.join('?' * len(_PAIR_COLUMNS))})"
 _Rows = list[list[Any]]
 #: What one commit writes: (new rows without NULLs, other new rows, updated rows), (postings,
-#: transfers), other statements.
-_Batch = tuple[tuple[list[tuple[Any, ...]], _Rows, _Rows], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
+#: transfers, new NULL-free rows each with its transfer), other statements.
+_Batch = tuple[tuple[list[tuple[Any, ...]], _Rows, _Rows],
+               tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]],
                list[tuple[str, tuple[Any, ...]]]]
 
 
@@ -314,6 +332,27 @@ def _extra_json(extra: dict[str, Any]) -> str:
                 and rrn.isascii() and auth.isascii():
             return f'{{"37": "{rrn}", "38": "{auth}"}}'
     return _dumps(extra)
+
+
+def _pair(fresh: list[tuple[Any, ...]], transfers: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Each transfer joined to its new row as :data:`_PAIR_SQL` parameters, taking those rows out of
+    ``fresh``; [] (``fresh`` untouched) unless every transfer belongs to a row of ``fresh``.
+
+    Posting ids are given in insertion order: the pairs keep the transfers' order, and are written
+    after any other posting, as the transfers were.
+    """
+    at = {values[_FRESH_ID]: i for i, values in enumerate(fresh)}
+    paired = []
+    used = set()
+    for transfer in transfers:
+        i = at.get(transfer[1])
+        if i is None or i in used:
+            return []
+        entry, _, kind, source, target, amount, moved_at = transfer
+        paired.append((*fresh[i], entry, kind, source, target, amount, moved_at))
+        used.add(i)
+    fresh[:] = [values for i, values in enumerate(fresh) if i not in used]
+    return paired
 
 
 class _Pending:
@@ -450,6 +489,8 @@ class Ledger:
         self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
         self._insert_sql = self._upsert_sql.replace("INSERT OR REPLACE", "INSERT", 1)
+        for statement in _PAIR_SCHEMA:   # TEMP: this connection's, nothing in the file changes
+            conn.execute(statement)
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -647,13 +688,19 @@ class Ledger:
                 v[extra_at] = extra_json(row.extra)
                 (inserts if row.id >= first_new else upserts).append(v)
         self._taken_upto = self._next_txn
-        taken = ((fresh, inserts, upserts), (self._pending_postings, self._pending_transfers), self._pending_sql)
+        transfers = self._pending_transfers
+        paired: list[tuple[Any, ...]] = []
+        if transfers and len(transfers) <= len(fresh):
+            paired = _pair(fresh, transfers)
+            if paired:
+                transfers = []
+        taken = ((fresh, inserts, upserts), (self._pending_postings, transfers, paired), self._pending_sql)
         self._pending_rows, self._pending_postings, self._pending_transfers, self._pending_sql = {}, [], [], []
         return taken
 
     def _stage(self, batch: _Batch) -> None:
         """BEGIN and write ``batch`` into SQLite's page cache (CPU work, no I/O wait); raises after ROLLBACK."""
-        (fresh, inserts, upserts), (postings, transfers), statements = batch
+        (fresh, inserts, upserts), (postings, transfers, paired), statements = batch
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -670,6 +717,8 @@ class Ledger:
                               postings)
             if transfers:
                 c.executemany(_TRANSFER_SQL, transfers)
+            if paired:
+                c.executemany(_PAIR_SQL, paired)
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
@@ -705,6 +754,23 @@ class Ledger:
         """Make every step so far durable (one SQLite transaction); ends the group."""
         self._wait_writer()
         self._group = False
+        rows = self._pending_rows
+        if len(rows) == 1 and len(self._pending_transfers) == 1 and not self._pending_postings \
+                and not self._pending_sql and not self.write_delay:
+            params = self._lone_approval(rows)
+            if params is not None:
+                # one approval and its entry: one statement, its own (atomic) transaction
+                c = self.conn
+                try:
+                    with self._conn_lock:
+                        if c.in_transaction:   # never expected: then it must not commit on its own
+                            raise LedgerError("ledger connection already inside a transaction")
+                        c.execute(_PAIR_SQL, params)
+                except BaseException:
+                    self._reload()
+                    self._run_rollback_hooks()
+                    raise
+                return
         if self.has_pending:
             batch = self._take()
             try:
@@ -713,6 +779,20 @@ class Ledger:
                 self._reload()
                 self._run_rollback_hooks()
                 raise
+
+    def _lone_approval(self, rows: dict[int, TxnRow]) -> tuple[Any, ...] | None:
+        """The :data:`_PAIR_SQL` parameters of the one pending row and its one transfer, taking them
+        out of the buffers; None (nothing taken) unless they are a new NULL-free row and its entry."""
+        for row in rows.values():
+            transfer = self._pending_transfers[0]
+            if transfer[1] != row.id or row.id < self._taken_upto or _NULLABLE_VALUES(row) != _NULLS:
+                return None
+            self._pending_rows = {}
+            self._pending_transfers = []
+            self._taken_upto = self._next_txn
+            entry, _, kind, source, target, amount, at = transfer
+            return (*_FRESH_VALUES(row), _extra_json(row.extra), entry, kind, source, target, amount, at)
+        return None
 
     def commit_in_background(self, on_done: Any = None) -> _Pending:
         """Hand everything pending to the writer thread; ``on_done(pending)`` runs *on the writer

@@ -298,6 +298,25 @@ _PAIR_SCHEMA = (
     " (NEW.entry, NEW.id, NEW.entry_kind, NEW.target, NEW.moved, NEW.moved_at); END",
 )
 _PAIR_SQL = f"INSERT INTO approval_entry VALUES ({','.join('?' * len(_PAIR_COLUMNS))})"
+#: The same for the commonest commit, one approval just recorded by ``record_approval`` (unchanged
+#: since): what an approval always holds (rc 00, approved, merchant credit = cardholder debit, the
+#: entry moving the amount at the row's time) is written by the trigger, not bound (a str parameter
+#: costs ~0.9k instructions to bind).
+_APPROVAL_COLUMNS = ("id", "tid", "stan", "ref", "kind", "mti", "mid", "pan", "amount", "extra", "fingerprint",
+                     "batch", "debit", "hold", "created_at", "day", "entry", "entry_kind", "source", "target")
+_APPROVAL_SCHEMA = (
+    f"CREATE TEMP VIEW IF NOT EXISTS approval({', '.join(_APPROVAL_COLUMNS)}) AS SELECT "
+    + ", ".join("NULL" for _ in _APPROVAL_COLUMNS),
+    "CREATE TEMP TRIGGER IF NOT EXISTS approval_insert INSTEAD OF INSERT ON approval BEGIN"
+    " INSERT INTO txns(id, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch, status,"
+    " cardholder_debit, hold, merchant_credit, created_at, day) VALUES (NEW.id, NEW.tid, NEW.stan, NEW.ref,"
+    " NEW.kind, NEW.mti, NEW.mid, NEW.pan, NEW.amount, '00', NEW.extra, NEW.fingerprint, NEW.batch, 'approved',"
+    " NEW.debit, NEW.hold, NEW.debit, NEW.created_at, NEW.day);"
+    " INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES"
+    " (NEW.entry, NEW.id, NEW.entry_kind, NEW.source, -NEW.amount, NEW.created_at),"
+    " (NEW.entry, NEW.id, NEW.entry_kind, NEW.target, NEW.amount, NEW.created_at); END",
+)
+_APPROVAL_SQL = f"INSERT INTO approval VALUES ({','.join('?' * len(_APPROVAL_COLUMNS))})"
 _Rows = list[list[Any]]
 #: What one commit writes: (new rows without NULLs, other new rows, updated rows), (postings,
 #: transfers, new NULL-free rows each with its transfer), other statements.
@@ -489,8 +508,12 @@ class Ledger:
         self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
         self._insert_sql = self._upsert_sql.replace("INSERT OR REPLACE", "INSERT", 1)
-        for statement in _PAIR_SCHEMA:   # TEMP: this connection's, nothing in the file changes
+        for statement in (*_PAIR_SCHEMA, *_APPROVAL_SCHEMA):   # TEMP: nothing in the file changes
             conn.execute(statement)
+        self._cursor = conn.cursor()   # the lone-approval commit's (Connection.execute makes one per call)
+        #: (row, _APPROVAL_SQL parameters) of the approval ``record_approval`` recorded last, while
+        #: it stands unchanged and uncommitted: the commit then needs no Python work on the row
+        self._approval: tuple[TxnRow, tuple[Any, ...]] | None = None
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -592,6 +615,7 @@ class Ledger:
 
     def _reload(self) -> None:
         """Rebuild the in-memory mirror from what SQLite has durably stored."""
+        self._approval = None
         self._pending_rows = {}
         self._pending_postings = []
         self._pending_transfers = []
@@ -670,6 +694,7 @@ class Ledger:
         NULL (nearly every request) is inserted without those columns: CPython binds a None through
         the adapter protocol, four Python calls per row.
         """
+        self._approval = None
         extra_at = _EXTRA_AT
         values_of = _ROW_VALUES
         fresh_values = _FRESH_VALUES
@@ -757,15 +782,22 @@ class Ledger:
         rows = self._pending_rows
         if len(rows) == 1 and len(self._pending_transfers) == 1 and not self._pending_postings \
                 and not self._pending_sql and not self.write_delay:
-            params = self._lone_approval(rows)
+            approval = self._approval
+            if approval is not None and approval[0].id in rows:   # recorded, unchanged since
+                sql, params = _APPROVAL_SQL, approval[1]
+                self._approval = None
+                self._pending_rows = {}
+                self._pending_transfers = []
+                self._taken_upto = self._next_txn
+            else:
+                sql, params = _PAIR_SQL, self._lone_approval(rows)
             if params is not None:
-                # one approval and its entry: one statement, its own (atomic) transaction
-                c = self.conn
+                # one request row and its entry: one statement, its own (atomic) transaction
                 try:
                     with self._conn_lock:
-                        if c.in_transaction:   # never expected: then it must not commit on its own
+                        if self.conn.in_transaction:   # never expected: it must not commit on its own then
                             raise LedgerError("ledger connection already inside a transaction")
-                        c.execute(_PAIR_SQL, params)
+                        self._cursor.execute(sql, params)
                 except BaseException:
                     self._reload()
                     self._run_rollback_hooks()
@@ -1071,7 +1103,18 @@ class Ledger:
             daily = self._daily
             k = (pan, day)
             daily[k] = daily.get(k, 0) + amount
-        self.transfer(entry_kind, row_id, source, target, amount, created_at)
+        # transfer(entry_kind, row_id, source, target, amount, created_at), inline
+        entry = self._next_entry
+        self._next_entry = entry + 1
+        balances = self._balances
+        balances[source] = balances.get(source, 0) - amount
+        balances[target] = balances.get(target, 0) + amount
+        if amount:
+            self._pending_transfers.append((entry, row_id, entry_kind, source, target, amount, created_at))
+            if dup_of is None:
+                self._approval = (row, (row_id, tid, stan, ref, kind, mti, mid, pan, amount, _extra_json(extra),
+                                        fingerprint, batch, debit, hold, created_at, day, entry, entry_kind,
+                                        source, target))
         if not self._group and not self._depth:
             self.commit()
         return row
@@ -1079,6 +1122,9 @@ class Ledger:
     def update(self, row: TxnRow, **changes: Any) -> None:
         """Change a request row (status, net debit, hold, settlement ...) in SQLite and in memory."""
         was_approved = row.status == "approved"
+        approval = self._approval
+        if approval is not None and approval[0] is row:   # its stored form is no longer the prepared one
+            self._approval = None
         for name, value in changes.items():
             setattr(row, name, value)
         self._pending_rows[row.id] = row
@@ -1088,6 +1134,19 @@ class Ledger:
                 and row.status in ("reversed", "voided"):
             k = (row.pan, row.day)
             self._daily[k] = self._daily.get(k, 0) - row.amount
+
+    def authorization_reads(self, key: tuple[str, str, str], mid: str, tid: str, pan: str, day: str,
+                            fingerprint: str) -> tuple[ReversalRow | None, Merchant | None, str | None,
+                                                       TxnRow | None, Card | None, int, int]:
+        """What authorizing a new request reads, in one call (reads only: their order is free): the
+        reversal already received for ``key``, the merchant, the terminal's owner, the approved
+        request with ``fingerprint``, the card, its available balance and its approved debits of
+        ``day`` — :meth:`reversal_at`, :meth:`merchant`, :meth:`merchant_of_terminal`,
+        :meth:`find_fingerprint`, :meth:`card`, :meth:`balance` of ``card:<pan>``, :meth:`daily_debits`."""
+        twin = self._by_fingerprint.get(fingerprint)
+        return (self._reversals.get(key), self._merchants.get(mid), self._terminal_of.get(tid),
+                None if twin is None else self._txns[twin], self._cards.get(pan),
+                self._balances.get("card:" + pan, 0), self._daily.get((pan, day), 0))
 
     def next_id(self) -> int:
         """The id the next :meth:`record` will get (lets a caller derive RRN/auth code before recording)."""

@@ -148,7 +148,15 @@ def test_one_statement_commits_store_what_the_general_path_stores(tmp_path, monk
     fast = build("fast.db")
     fast_answers = _workload(fast)
     calls = []
+    record_approval = ledger_module.Ledger.record_approval
+
+    def unprepared(self, *args):   # as if no approval were ever prepared for its commit
+        row = record_approval(self, *args)
+        self._approval = None
+        return row
+
     with monkeypatch.context() as patch:   # the general path: no lone statement, no pairs
+        patch.setattr(ledger_module.Ledger, "record_approval", unprepared)
         patch.setattr(ledger_module.Ledger, "_lone_approval", lambda self, rows: calls.append(1))
         patch.setattr(ledger_module, "_pair", lambda fresh, transfers: [])
         general = build("general.db")
@@ -213,3 +221,43 @@ def test_a_failed_lone_commit_writes_nothing_and_fails_the_waiters() -> None:
     assert [r[0] for r in txns] == [r[0] for r in before[0]] + [next_id]   # only the intruder
     assert ledger.balances() == balances             # the mirror is SQLite's again
     assert ledger.find_at((TID, "000001", "1123100000")) is None
+
+
+def _approve(ledger, stan: str, amount: int):
+    return ledger.record_approval((TID, stan, "1123100000"), "sale", "0200", "100000000000001", PAN, amount,
+                                  {"37": "000000000001", "38": "000002"}, "L" + stan, "", amount, 0,
+                                  "2026-11-23T10:00:00.000000", "2026-11-23", None, "sale", f"card:{PAN}",
+                                  "payable:100000000000001")
+
+
+@pytest.mark.parametrize("change", ["none", "update", "second", "post"])
+def test_a_prepared_approval_commits_as_it_stands(tmp_path, change: str) -> None:
+    """The approval prepared at record time is written only while it is the one unchanged thing
+    pending; an update of its row, another request or another entry send it the general way."""
+    from host_sim import Ledger, seed
+
+    ledger = Ledger.open(str(tmp_path / "l.db"))
+    seed(ledger)
+    ledger.begin_group()
+    row = _approve(ledger, "000001", 700)
+    assert ledger._approval is not None and ledger._approval[0] is row
+    if change == "update":
+        ledger.update(row, batch="000042", status="approved")
+        assert ledger._approval is None
+    elif change == "second":
+        _approve(ledger, "000002", 800)
+    elif change == "post":
+        with ledger.step():
+            ledger.post("fee", None, [(f"card:{PAN}", -5), ("payable:100000000000001", 5)], "2026-11-23T10:00:00")
+    ledger.commit()
+    assert ledger._approval is None and not ledger.has_pending
+    mirror = {r.id: r for r in ledger.rows()}
+    balances = ledger.balances()
+    ledger.check_conservation()
+    ledger.close()
+    reopened = Ledger.open(str(tmp_path / "l.db"))
+    assert {r.id: r for r in reopened.rows()} == mirror
+    assert reopened.balances() == {a: v for a, v in balances.items() if v or a in reopened.balances()}
+    assert reopened.find_at((TID, "000001", "1123100000")).batch == ("000042" if change == "update" else "")
+    reopened.check_conservation()
+    reopened.close()

@@ -29,8 +29,6 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from iso8583.framing import DEFAULT_MAX_FRAME
-
 from . import faults as _faults
 from .clock import DEFAULT_EPOCH, VirtualClock, new_virtual_loop
 from .oracle import AttemptRecord, LedgerRecord, Oracle, Verdict
@@ -200,7 +198,6 @@ class Simulation:
         self._host_tasks: list[asyncio.Task[Any]] = []
         self._links: list[tuple[Any, ...]] = []   # the connections that may still be open
         self._connections = 0
-        self._link_maker: Any = None
         self._host_down = False
         self._closed = False
         self._exported: list[dict[str, Any]] | None = None
@@ -300,16 +297,13 @@ class Simulation:
             raise HostDown("simulated host is down (crashed)")
         self._connections += 1
         number = self._connections
-        # faulty_pipe's choice for a plain in-memory connection, made once here: a DirectLink, from
-        # a maker that knows what every connection of the run shares.
-        links_of = self._link_maker
-        if links_of is None:
-            wire = self.wire
-            links_of = self._link_maker = _faults.DirectLinks(
-                self.faults.plan, wire=wire, trace=self.trace,
-                header=wire.prefix if wire is not None else "binary2",
-                max_frame=wire.max_frame if wire is not None else DEFAULT_MAX_FRAME)
-        link = links_of(f"conn{number}")
+        wire = self.wire
+        # faulty_pipe's choice for a plain in-memory connection, made once here: a DirectLink.
+        if wire is not None:
+            link = _faults.DirectLink(self.faults.plan, wire=wire, trace=self.trace, name=f"conn{number}",
+                                      header=wire.prefix, max_frame=wire.max_frame)
+        else:
+            link = _faults.DirectLink(self.faults.plan, trace=self.trace, name=f"conn{number}")
         if not self.capture_frames:
             # The raw bytes of stream-level deliveries are kept only for a pcap (campaigns write none).
             link.keep_wire_bytes = False

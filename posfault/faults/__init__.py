@@ -20,7 +20,7 @@ from typing import Any
 
 from iso8583.channels.memory import MemoryChannel, pipe
 
-from .direct import DirectLink, DirectLinks, direct_pipe
+from .direct import DirectLink, direct_pipe
 from .link import FaultLink
 from .rules import (
     ACTIONS,
@@ -62,7 +62,6 @@ __all__ = [
     "Delay",
     "Delivery",
     "DirectLink",
-    "DirectLinks",
     "Drop",
     "Duplicate",
     "FaultLink",

@@ -42,7 +42,7 @@ from ..clock import VirtualEventLoop
 from .link import FaultLink, decide_and_record, record_delivery
 from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
 
-__all__ = ["DirectLink", "DirectLinks", "direct_pipe"]
+__all__ = ["DirectLink", "direct_pipe"]
 
 _CLOSE = object()   # a graceful close travels behind the frames sent before it
 _RESET = object()
@@ -655,84 +655,6 @@ class DirectLink(FaultLink):
 
 
 _DRAIN = DirectLink._drain
-_new_object = object.__new__
-
-
-class DirectLinks:
-    """Makes the :class:`DirectLink` connections of one run, alike but for their name: what they
-    share (plan, wire, trace and its recorders, loop hooks, length header) is worked out once, and a
-    new connection only gets its own state — a simulation opens one connection per sale. Call it
-    inside the running loop with the connection's name; the link is what ``DirectLink(plan, wire=,
-    trace=, name=, header=, max_frame=)`` builds, attribute for attribute (``keep_wire_bytes``
-    applied). ``tests/sim/test_fast_paths.py`` holds the two side by side."""
-
-    def __init__(self, plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None,
-                 header: LengthPrefix | str | None = "binary2", max_frame: int = DEFAULT_MAX_FRAME,
-                 keep_wire_bytes: bool = True) -> None:
-        self.plan = plan if plan is not None else FaultPlan()
-        self.wire = wire
-        self.trace = trace
-        self.prefix = header if header.__class__ is LengthPrefix else length_prefix(header)
-        self.max_frame = max_frame
-        self.keep_wire_bytes = keep_wire_bytes
-        self._opener = getattr(trace, "open_connection", None)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._shared: dict[str, Any] = {}
-        self._end_shared = {"prefix": self.prefix, "max_frame": max_frame, "_max_length": self.prefix.max_length}
-
-    def _share(self, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
-        trace, wire = self.trace, self.wire
-        virtual = isinstance(loop, VirtualEventLoop)
-        shared: dict[str, Any] = {
-            "_loop": loop, "plan": self.plan, "wire": wire, "trace": trace,
-            "_record": getattr(trace, "record_owned", trace) if trace is not None else None,
-            "_record_lazy": getattr(trace, "record_lazy", None), "_task": None,
-            "_max_frame": self.max_frame, "_prefix": self.prefix,
-            "_repack": wire.pack if wire is not None else None,
-            "_defer": loop.call_after_current if virtual else loop.call_soon,  # type: ignore[attr-defined]
-            "_wake_inline": loop.wake_inline if virtual else None,  # type: ignore[attr-defined]
-        }
-        if not self.keep_wire_bytes:
-            shared["keep_wire_bytes"] = False
-        self._loop = loop
-        self._shared = shared
-        return shared
-
-    def __call__(self, name: str) -> DirectLink:
-        loop = asyncio.get_running_loop()
-        shared = self._shared if loop is self._loop else self._share(loop)
-        plan = self.plan
-        if plan.origin is None:
-            plan.start(loop.time())
-        link = _new_object(DirectLink)
-        terminal_end = _new_object(_End)
-        host_end = _new_object(_End)
-        end_shared = self._end_shared
-        ends = terminal_end.__dict__
-        ends.update(end_shared)
-        ends["name"] = f"{name}:terminal"
-        ends["inbox"] = Inbox()
-        ends["_link"] = link
-        ends["_out"] = TO_HOST
-        ends = host_end.__dict__
-        ends.update(end_shared)
-        ends["name"] = f"{name}:host"
-        ends["inbox"] = Inbox()
-        ends["_link"] = link
-        ends["_out"] = TO_TERMINAL
-        state = link.__dict__
-        state.update(shared)
-        state["terminal"] = state["terminal_end"] = terminal_end
-        state["host"] = state["host_end"] = host_end
-        state["name"] = name
-        opener = self._opener
-        state["conn"] = opener(name).id if opener is not None else None
-        state["counts"] = {}
-        state["_outboxes"] = {}
-        state["_done"] = False
-        state["_deframers"] = {}
-        state["_queue"] = deque()
-        return link
 
 
 def direct_pipe(plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",

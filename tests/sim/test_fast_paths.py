@@ -27,9 +27,8 @@ from iso8583.wire import Wire
 from posfault import _world
 from posfault.clock import VirtualEventLoop, new_virtual_loop
 from posfault.faults import direct
-from posfault.faults.direct import DirectLink, DirectLinks, direct_pipe
+from posfault.faults.direct import direct_pipe
 from posfault.simulation import Simulation
-from posfault.trace import Trace
 
 
 def _serve_with_a_task(self: _world.World, channel: Any) -> Callable[[], None]:
@@ -280,54 +279,3 @@ def test_a_run_without_a_task_raises_what_the_coroutine_raised() -> None:
         assert loop.time() == 1.0 and not asyncio.all_tasks(loop)
     finally:
         loop.close()
-
-
-# -- connections made by DirectLinks ---------------------------------------------------------------
-@pytest.mark.parametrize("keep", [True, False])
-def test_direct_links_makes_what_direct_link_makes(keep: bool) -> None:
-    loop = new_virtual_loop()
-    wire = Wire("unionpay_pos")
-
-    async def both() -> tuple[DirectLink, DirectLink, Any]:
-        made = [], []
-        for maker in ("class", "factory"):
-            trace = Trace(loop=loop, wire=wire)
-            plan = direct.FaultPlan(seed=3)
-            factory = DirectLinks(plan, wire=wire, trace=trace, header=wire.prefix, max_frame=wire.max_frame,
-                                  keep_wire_bytes=keep)
-            for name in ("conn1", "conn2"):
-                if maker == "class":
-                    link = DirectLink(plan, wire=wire, trace=trace, name=name, header=wire.prefix,
-                                      max_frame=wire.max_frame)
-                    if not keep:
-                        link.keep_wire_bytes = False
-                else:
-                    link = factory(name)
-                made[maker == "factory"].append((link, plan, trace))
-        return made
-
-    try:
-        by_class, by_factory = loop.run_until_complete(both())
-    finally:
-        loop.close()
-
-    def shape(link: DirectLink, plan: Any, trace: Any) -> dict[str, Any]:
-        """The link's state, with what differs by identity only (its own plan, trace, ends) named."""
-        own = {id(plan): "plan", id(trace): "trace", id(link.terminal_end): "terminal end",
-               id(link.host_end): "host end", id(link): "link"}
-        def named(value: Any) -> Any:
-            if id(value) in own:
-                return own[id(value)]
-            if hasattr(value, "__self__"):   # a bound method: of what
-                return (value.__func__.__qualname__, named(value.__self__))
-            if isinstance(value, (dict, list, tuple)) or value.__class__.__name__ in ("deque", "Inbox"):
-                return repr(type(value)), len(value) if hasattr(value, "__len__") else None
-            return value
-        state = {key: named(value) for key, value in vars(link).items()}
-        for end in ("terminal_end", "host_end"):
-            state[end] = {key: named(value) for key, value in vars(getattr(link, end)).items()}
-        state["keep_wire_bytes"] = link.keep_wire_bytes
-        return state
-
-    for made_by_class, made_by_factory in zip(by_class, by_factory, strict=True):
-        assert shape(*made_by_factory) == shape(*made_by_class)

@@ -54,7 +54,7 @@ class _Requests:
         self.channel = channel
         self.wire = _wire_of(host)
         self.send_nowait = getattr(channel, "send_nowait", None)
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] | None = None   # request tasks (made by run(), when needed)
         self.gate: asyncio.Semaphore | None = None       # created with the first request task
         self.send_lock: asyncio.Lock | None = None
         self.waiting = 0   # requests processed, their response not yet sent or dropped
@@ -131,7 +131,10 @@ class _Requests:
     async def run(self) -> None:
         """Read and answer requests until the peer closes (or the host crashes); then wait for the
         answers owed and close. (The body of :func:`serve_channel`.)"""
-        host, channel, tasks = self.host, self.channel, self.tasks
+        host, channel = self.host, self.channel
+        tasks = self.tasks
+        if tasks is None:
+            tasks = self.tasks = set()
         try:
             while not host.crashed:
                 try:

@@ -104,11 +104,13 @@ class World:
     def __init__(self, sim: Simulation) -> None:
         from host_sim.config import HostConfig
         from host_sim.ledger import Ledger
+        from host_sim.serve import DirectServer
         from terminal_sim import Journal, Printer
         from terminal_sim.errors import PowerCut
 
         self.sim = sim
         self._PowerCut = PowerCut
+        self._DirectServer = DirectServer
         self.cards = _cards()
         self.mid = _merchant_of(sim.tid)
         self._Ledger = Ledger
@@ -188,9 +190,7 @@ class World:
     def serve_direct(self, channel: Any) -> Any:
         """Serve the host end of a direct in-memory connection with no task (what :meth:`serve`
         does, driven by the link: ``host_sim.serve.DirectServer``); returns its ``start``."""
-        from host_sim.serve import DirectServer
-
-        return DirectServer(self.host, channel, on_error=self._connection_error,
+        return self._DirectServer(self.host, channel, on_error=self._connection_error,
                             on_task=self.sim._host_task).start
 
     def _connection_error(self, exc: BaseException) -> None:

@@ -16,6 +16,13 @@ right after its current step on :class:`~posfault.clock.VirtualEventLoop` (``cal
 on the next turn on another loop — so the sender's own "sent" event comes first in the trace, as
 with a pumped link. :func:`posfault.faults.faulty_pipe` uses this class unless ``latency`` or
 ``idle_timeout`` is asked for (those need the pumped link's per-hop timing).
+
+A reader about to wait on an empty end (the terminal waiting for its answer) first runs, itself,
+what the loop would run next anyway once it yields — this link's drain, the host side's step
+(``host_sim.serve.DirectServer``), the drain of the answer — as long as those callbacks can arm no
+timer and start no task (no fault rule, no delayed delivery pending). When the answer is then
+queued, ``recv`` returns it with no future, no timer and no loop turn; the order of everything is
+the one the loop would have produced (``tests/sim/test_fast_paths.py`` runs both).
 """
 
 from __future__ import annotations

@@ -158,6 +158,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._after_current: deque[tuple[Callable[..., Any], tuple[Any, ...], Any]] = deque()
         self._in_fast_callback = False
         self._wake_inline = False   # see wake_inline()
+        #: (call_after_current, wake_inline) bound once: an in-memory link per simulated sale keeps them
+        self.link_hooks = (self.call_after_current, self.wake_inline)
 
     def skip_idle_until(self, when: float) -> bool:
         """Move time to ``when`` now, if nothing could run before then anyway; else False.

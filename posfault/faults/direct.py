@@ -45,7 +45,6 @@ from iso8583.framing import (
     length_prefix,
 )
 
-from ..clock import VirtualEventLoop
 from .link import FaultLink, decide_and_record, record_delivery
 from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
 
@@ -423,12 +422,12 @@ class DirectLink(FaultLink):
         # virtual loop (no extra iteration), on the next turn elsewhere.
         # A reader woken by what the link writes continues right after the link's callback (same
         # loop iteration) on the virtual loop; elsewhere, on the next turn as usual.
-        if isinstance(loop, VirtualEventLoop):
-            self._defer = loop.call_after_current
-            self._wake_inline: Callable[[bool], bool] | None = loop.wake_inline
+        hooks = getattr(loop, "link_hooks", None)
+        if hooks is not None:   # a VirtualEventLoop
+            self._defer, self._wake_inline = hooks
         else:
             self._defer = loop.call_soon
-            self._wake_inline = None
+            self._wake_inline: Callable[[bool], bool] | None = None
 
     def _outbox(self, direction: str) -> _Outbox:
         outbox = self._outboxes.get(direction)

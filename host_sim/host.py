@@ -393,16 +393,30 @@ class Host:
                        detail="response sent with a wrong MAC (corrupt_response_mac)")
         return stamped
 
-    def after_commit(self, callback: Callable[[BaseException | None], None]) -> None:
+    def after_commit(self, callback: Callable[[BaseException | None], None], *, last: bool = False) -> None:
         """Call ``callback(None)`` once everything posted so far is committed (``callback(exc)`` if it
         was rolled back instead). Immediately when nothing is pending. The callback-style twin of
-        awaiting :meth:`handle`, for front ends that avoid a task per request."""
+        awaiting :meth:`handle`, for front ends that avoid a task per request.
+
+        ``last``: the caller does nothing more before returning to the loop (it is about to wait for
+        the next request). Then, when no group is forming and the loop can tell that the commit
+        scheduled now would be the very next thing it runs (``nothing_due()``: the simulation's
+        virtual loop, nothing else ready — one terminal, one request), the commit is made at once:
+        the same order of everything, without a loop turn. Elsewhere (TCP front end, concurrent
+        requests) requests arriving together still share one commit."""
         waiters = self._waiters
         if not waiters and self._writing is None:   # else a flush is already due: join its group
             if not self.ledger.has_pending:
                 callback(None)
                 return
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            if last and self.commit_mode == "inline":
+                nothing_due = getattr(loop, "nothing_due", None)
+                if nothing_due is not None and nothing_due():
+                    waiters.append(callback)
+                    self._flush()
+                    return
+            loop.call_soon(self._flush)
         waiters.append(callback)
 
     def handle_sync(self, msg: Message) -> Message | None:

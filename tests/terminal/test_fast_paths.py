@@ -1,0 +1,101 @@
+"""The hot path's shortcuts give exactly what the general code gives (issue #7, round 3).
+
+Each shortcut a sale takes — the per-card request template, the per-instant date texts, the
+twin-class construction of results and receipts — is compared here with the general path it
+replaces, on every dialect, card and PIN choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+
+import pytest
+
+from iso8583.security import keys as keymod
+from iso8583.transactions import TxnType
+from posfault.clock import clock_for, run_virtual
+from terminal_sim import Journal, Terminal, TerminalConfig, TxnResult, load_cards
+from terminal_sim.printer import Receipt
+from terminal_sim.terminal import _txn_result
+
+DIALECTS = ("iso87ascii", "iso87binary", "unionpay_pos")
+
+
+def _requests(dialect: str, fast: bool) -> list[tuple[str, list[tuple[int, object]]]]:
+    """Requests of every card-only kind, for every card, with and without PIN, over two batches;
+    built by ``_build`` (the template path) or ``_build_slow`` from the same seeded state."""
+    cards = load_cards()
+
+    async def main() -> list[tuple[str, list[tuple[int, object]]]]:
+        journal = Journal.open(":memory:")
+        term = Terminal(TerminalConfig(dialect=dialect), journal=journal, connector=None, clock=clock_for(),
+                        rng=random.Random(3))
+        term._keys = keymod.WorkingKeys.generate(16)
+        out = []
+        for _batch in range(2):
+            for txn in (TxnType.SALE, TxnType.PREAUTH, TxnType.BALANCE):
+                for card in cards.values():
+                    for pin in (None, "", "1234"):
+                        amount = None if txn is TxnType.BALANCE else 1234 + len(out)
+                        build = term._build if fast else term._build_slow
+                        msg = build(txn, amount=amount, card=card, pin=pin)
+                        fields = list(msg.fields.items())
+                        # The PIN block is encrypted under a random key per run: compare its presence
+                        out.append((msg.mti, [(n, v) for n, v in fields if n != 52], 52 in msg.fields))
+                        journal.use_stan(journal.next_stan)
+                        await asyncio.sleep(61)   # a new business instant
+            journal.close_batch(journal.batch, at=0.0)
+        return out
+
+    return run_virtual(main())
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_card_template_builds_the_same_requests_as_the_general_builder(dialect: str) -> None:
+    fast, slow = _requests(dialect, True), _requests(dialect, False)
+    assert len(fast) == 2 * 3 * len(load_cards()) * 3
+    assert fast == slow   # same MTI, fields, values and field order (the journal stores that order)
+
+
+def test_a_template_is_per_card_object_and_batch() -> None:
+    cards = load_cards()
+
+    async def main() -> None:
+        journal = Journal.open(":memory:")
+        term = Terminal(TerminalConfig(), journal=journal, connector=None, clock=clock_for())
+        first = term._build(TxnType.SALE, amount=100, card=cards["mag-ok"], pin=None)
+        other = term._build(TxnType.SALE, amount=100, card=cards["chip-ok"], pin=None)
+        assert first[2] != other[2] and 35 in first and 35 not in other
+        journal.close_batch(journal.batch, at=0.0)
+        later = term._build(TxnType.SALE, amount=100, card=cards["mag-ok"], pin=None)
+        assert later.fields == term._build_slow(TxnType.SALE, amount=100, card=cards["mag-ok"], pin=None).fields \
+            | {11: later[11]}
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize("when", [dt.datetime(2026, 3, 2, 9, 5, 7), dt.datetime(1, 1, 1),
+                                  dt.datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)])
+def test_clock_texts_equal_strftime_and_isoformat(when: dt.datetime) -> None:
+    term = Terminal(TerminalConfig(), journal=Journal.open(":memory:"), connector=None, clock=lambda: when)
+    stamp, text = term._clock_texts(when)
+    assert stamp == when.strftime("%m%d%H%M%S")
+    assert text == when.isoformat(" ", "seconds")[:19]
+    later = when.replace(second=(when.second + 1) % 60)
+    assert term._clock_texts(later)[0] == later.strftime("%m%d%H%M%S")   # not a stale instant
+
+
+def test_twin_built_results_and_receipts_equal_the_public_constructors() -> None:
+    args = (7, "approved", "00", "000007", ("x",), "123456", "000000000001", None, "Approved")
+    fast, slow = _txn_result(*args), TxnResult(*args)
+    assert type(fast) is TxnResult and fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    with pytest.raises(AttributeError):
+        fast.rc = "05"   # type: ignore[misc]
+    source = ("SHOP", "100000000000001", "10000001", "sale", 1234, "156", "621700******0014", "chip", "000007", 1,
+              "00", "123456", "000000000001", "2026-03-02 09:00:00", "approved", False)
+    lazy, plain = Receipt.lazy(7, source, "original", 1.5), Receipt(7, None, "original", 1.5, source=source)
+    assert type(lazy) is Receipt and lazy == plain and hash(lazy) == hash(plain) and lazy.text == plain.text
+    with pytest.raises(AttributeError):
+        lazy.at = 2.0   # type: ignore[misc]

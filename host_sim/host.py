@@ -642,17 +642,20 @@ class Host:
             return self._decline(msg, _base(draft), "51", f"available {balance} < amount {amount}")
         if txn is _SALE and daily + amount > card.daily_limit:
             return self._decline(msg, _base(draft), "61", f"daily limit {card.daily_limit} exceeded")
+        row_id = ledger._next_txn   # next_id()
+        # f"{n:012d}" / f"{n:06d}" for these non-negative ints, at a fifth of the cost
+        rrn, auth = str(row_id).zfill(12), str((row_id * 7919 + 104729) % 1_000_000).zfill(6)
+        # the stored text of the replay fields: digits need no JSON escaping (see ledger._extra_json)
+        extra_text = f'{{"37": "{rrn}", "38": "{auth}"}}'
         # the row and its entry in one atomic ledger step
         if txn is _PREAUTH:
-            row_id = ledger._next_txn   # next_id()
-            # f"{n:012d}" / f"{n:06d}" for these non-negative ints, at a fifth of the cost
-            rrn, auth = str(row_id).zfill(12), str((row_id * 7919 + 104729) % 1_000_000).zfill(6)
             ledger.record_approval(kt, "preauth", msg.mti, mid, pan, amount, {"37": rrn, "38": auth}, fingerprint,
                                    draft[7], 0, amount, stamp, day, draft[10], "preauth_hold", account,
-                                   hold_account(pan), f'{{"37": "{rrn}", "38": "{auth}"}}')
-        else:   # a sale: RRN, auth code, accounts and the replay fields derived by the ledger
-            extra = ledger.record_sale(kt, msg.mti, mid, pan, amount, fingerprint, draft[7], stamp, draft[10]).extra
-            rrn, auth = extra["37"], extra["38"]
+                                   hold_account(pan), extra_text)
+        else:
+            ledger.record_approval(kt, draft[1], msg.mti, mid, pan, amount, {"37": rrn, "38": auth}, fingerprint,
+                                   draft[7], amount, 0, stamp, day, draft[10], "sale", account,
+                                   "payable:" + mid, extra_text)   # payable_account(mid)
         events = self.events
         if events is not None:
             # what _emit("posting", ...) sends, without its scrub_text pass: this detail is built

@@ -317,26 +317,6 @@ _APPROVAL_SCHEMA = (
     " (NEW.entry, NEW.id, NEW.entry_kind, NEW.target, NEW.amount, NEW.created_at); END",
 )
 _APPROVAL_SQL = f"INSERT INTO approval VALUES ({','.join('?' * len(_APPROVAL_COLUMNS))})"
-#: And for a plain sale (``record_sale``), whose every other value derives from these: its replay
-#: fields (RRN = id on 12 digits, auth code), day, accounts and entry kind are written by the trigger.
-_SALE_COLUMNS = ("id", "tid", "stan", "ref", "mti", "mid", "pan", "amount", "fingerprint", "batch", "created_at",
-                 "entry")
-_SALE_SCHEMA = (
-    f"CREATE TEMP VIEW IF NOT EXISTS sale_entry({', '.join(_SALE_COLUMNS)}) AS SELECT "
-    + ", ".join("NULL" for _ in _SALE_COLUMNS),
-    "CREATE TEMP TRIGGER IF NOT EXISTS sale_entry_insert INSTEAD OF INSERT ON sale_entry BEGIN"
-    " INSERT INTO txns(id, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch, status,"
-    " cardholder_debit, hold, merchant_credit, created_at, day) VALUES (NEW.id, NEW.tid, NEW.stan, NEW.ref,"
-    " 'sale', NEW.mti, NEW.mid, NEW.pan, NEW.amount, '00',"
-    " '{\"37\": \"' || printf('%012d', NEW.id) || '\", \"38\": \"'"
-    " || printf('%06d', (NEW.id * 7919 + 104729) % 1000000) || '\"}',"
-    " NEW.fingerprint, NEW.batch, 'approved', NEW.amount, 0, NEW.amount, NEW.created_at,"
-    " substr(NEW.created_at, 1, 10));"
-    " INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES"
-    " (NEW.entry, NEW.id, 'sale', 'card:' || NEW.pan, -NEW.amount, NEW.created_at),"
-    " (NEW.entry, NEW.id, 'sale', 'payable:' || NEW.mid, NEW.amount, NEW.created_at); END",
-)
-_SALE_SQL = f"INSERT INTO sale_entry VALUES ({','.join('?' * len(_SALE_COLUMNS))})"
 _Rows = list[list[Any]]
 #: What one commit writes: (new rows without NULLs, other new rows, updated rows), (postings,
 #: transfers, new NULL-free rows each with its transfer), other statements.
@@ -528,11 +508,10 @@ class Ledger:
         self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
         self._insert_sql = self._upsert_sql.replace("INSERT OR REPLACE", "INSERT", 1)
-        for statement in (*_PAIR_SCHEMA, *_APPROVAL_SCHEMA, *_SALE_SCHEMA):   # TEMP: nothing in the file changes
+        for statement in (*_PAIR_SCHEMA, *_APPROVAL_SCHEMA):   # TEMP: nothing in the file changes
             conn.execute(statement)
         self._cursor = conn.cursor()   # the lone-approval commit's (Connection.execute makes one per call)
-        #: (row, statement, parameters) of the approval ``record_approval`` / ``record_sale`` recorded
-        #: last, while it stands unchanged and uncommitted: the commit then needs no Python work on it
+        #: (row, statement, parameters) of the approval ``record_approval`` recorded last, while it stands unchanged and uncommitted: the commit then needs no Python work on it
         self._approval: tuple[TxnRow, str, tuple[Any, ...]] | None = None
         self._reload()
 
@@ -1139,43 +1118,6 @@ class Ledger:
                 self._approval = (row, _APPROVAL_SQL, (row_id, tid, stan, ref, kind, mti, mid, pan, amount, extra_text,
                                         fingerprint, batch, debit, hold, created_at, day, entry, entry_kind,
                                         source, target))
-        if not self._group and not self._depth:
-            self.commit()
-        return row
-
-    def record_sale(self, key: tuple[str, str, str], mti: str, mid: str, pan: str, amount: int, fingerprint: str,
-                    batch: str, created_at: str, dup_of: int | None) -> TxnRow:
-        """:meth:`record_approval` of an approved sale (``amount > 0``) with every other value derived,
-        as the host's per-sale call: the replay fields ``{"37": RRN, "38": auth code}`` (RRN = the
-        row id on 12 digits, auth = ``(id * 7919 + 104729) % 10**6`` on 6), day = the date of
-        ``created_at`` (ISO text), the entry ``card:<pan> -amount, payable:<mid> +amount``."""
-        row_id = self._next_txn
-        rrn, auth = str(row_id).zfill(12), str((row_id * 7919 + 104729) % 1_000_000).zfill(6)
-        day = created_at[:10]
-        tid, stan, ref = key
-        row = TxnRow(row_id, tid, stan, ref, "sale", mti, mid, pan, amount, "00", {"37": rrn, "38": auth},
-                     fingerprint, batch, "approved", amount, 0, amount, None, None, None, created_at, dup_of, day)
-        self._pending_rows[row_id] = row
-        self._next_txn = row_id + 1
-        self._txns[row_id] = row
-        if dup_of is None:
-            self._by_key[key] = row_id
-            if fingerprint and fingerprint not in self._by_fingerprint:
-                self._by_fingerprint[fingerprint] = row_id
-        daily = self._daily
-        k = (pan, day)
-        daily[k] = daily.get(k, 0) + amount
-        entry = self._next_entry
-        self._next_entry = entry + 1
-        source, target = "card:" + pan, "payable:" + mid
-        balances = self._balances
-        balances[source] = balances.get(source, 0) - amount
-        balances[target] = balances.get(target, 0) + amount
-        if amount:
-            self._pending_transfers.append((entry, row_id, "sale", source, target, amount, created_at))
-            if dup_of is None:
-                self._approval = (row, _SALE_SQL, (row_id, tid, stan, ref, mti, mid, pan, amount, fingerprint, batch,
-                                                   created_at, entry))
         if not self._group and not self._depth:
             self.commit()
         return row

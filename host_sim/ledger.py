@@ -511,9 +511,8 @@ class Ledger:
         for statement in (*_PAIR_SCHEMA, *_APPROVAL_SCHEMA):   # TEMP: nothing in the file changes
             conn.execute(statement)
         self._cursor = conn.cursor()   # the lone-approval commit's (Connection.execute makes one per call)
-        #: (row, _APPROVAL_SQL parameters) of the approval ``record_approval`` recorded last, while
-        #: it stands unchanged and uncommitted: the commit then needs no Python work on the row
-        self._approval: tuple[TxnRow, tuple[Any, ...]] | None = None
+        #: (row, statement, parameters) of the approval ``record_approval`` recorded last, while it stands unchanged and uncommitted: the commit then needs no Python work on it
+        self._approval: tuple[TxnRow, str, tuple[Any, ...]] | None = None
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -784,7 +783,7 @@ class Ledger:
                 and not self._pending_sql and not self.write_delay:
             approval = self._approval
             if approval is not None and approval[0].id in rows:   # recorded, unchanged since
-                sql, params = _APPROVAL_SQL, approval[1]
+                sql, params = approval[1], approval[2]
                 self._approval = None
                 self._pending_rows = {}
                 self._pending_transfers = []
@@ -1116,7 +1115,7 @@ class Ledger:
             if dup_of is None:
                 if extra_text is None:
                     extra_text = _extra_json(extra)
-                self._approval = (row, (row_id, tid, stan, ref, kind, mti, mid, pan, amount, extra_text,
+                self._approval = (row, _APPROVAL_SQL, (row_id, tid, stan, ref, kind, mti, mid, pan, amount, extra_text,
                                         fingerprint, batch, debit, hold, created_at, day, entry, entry_kind,
                                         source, target))
         if not self._group and not self._depth:

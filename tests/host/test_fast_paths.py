@@ -148,15 +148,15 @@ def test_one_statement_commits_store_what_the_general_path_stores(tmp_path, monk
     fast = build("fast.db")
     fast_answers = _workload(fast)
     calls = []
-    record_approval = ledger_module.Ledger.record_approval
-
-    def unprepared(self, *args):   # as if no approval were ever prepared for its commit
-        row = record_approval(self, *args)
-        self._approval = None
-        return row
+    def unprepared(record):
+        def record_unprepared(self, *args):   # as if no approval were ever prepared for its commit
+            row = record(self, *args)
+            self._approval = None
+            return row
+        return record_unprepared
 
     with monkeypatch.context() as patch:   # the general path: no lone statement, no pairs
-        patch.setattr(ledger_module.Ledger, "record_approval", unprepared)
+        patch.setattr(ledger_module.Ledger, "record_approval", unprepared(ledger_module.Ledger.record_approval))
         patch.setattr(ledger_module.Ledger, "_lone_approval", lambda self, rows: calls.append(1))
         patch.setattr(ledger_module, "_pair", lambda fresh, transfers: [])
         general = build("general.db")
@@ -311,3 +311,4 @@ def test_replacing_the_event_sink_takes_effect_at_once() -> None:
     run(host.handle(sale(stan=3, amount=103, when="1123100003")))
     assert [e["kind"] for e in trace.events] == ["recv", "posting", "send"]
     assert [e["kind"] for e in seen] == ["recv", "posting", "send"] and seen[0]["stan"] == "000002"
+

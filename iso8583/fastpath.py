@@ -25,8 +25,10 @@ bytes there. ``tests/codec/test_fastpath.py`` checks both on generated and mutat
 
 from __future__ import annotations
 
+import re
 from binascii import unhexlify
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from .fields import FieldSpec, _str_check
@@ -244,6 +246,44 @@ def compile_fast_decoder(codec: Any, raw_bitmap: bytes, numbers: list[int]) -> F
         lines.append("        s = data.decode('latin-1')")
     if uses["h"]:
         lines.append("        h = data.hex()")
+    # Text and hex values whose bounds depend only on length prefixes are cut by one itemgetter
+    # call per source (s, h), built once per combination of prefix values (bounded cache): one C
+    # call instead of a slice per field.
+    call_vars: set[str] = set()
+    mk_lines: list[str] = []
+    for line in body:
+        target = line.split(" = ", 1)[0]
+        names = set(re.findall(r"\b[kq]\d+\b", line.split(" = ", 1)[-1]))
+        if line.startswith("v") or names & call_vars:
+            call_vars.update(re.findall(r"\bq\d+\b", target))
+        elif target.startswith("q"):
+            mk_lines.append(line)
+    kvars = sorted({k for line in body for k in re.findall(r"\bk\d+\b", line)}, key=lambda v: int(v[1:]))
+    cut: dict[str, list[tuple[int, str, str]]] = {"s": [], "h": []}
+    for n, expr in values:
+        m = re.fullmatch(r"([sh])\[(.+):(.+)\](\.replace\('d', '='\))?", expr)
+        if m is None or set(re.findall(r"\b[kq]\d+\b", expr)) & call_vars:
+            continue
+        cut[m.group(1)].append((n, f"slice({m.group(2)}, {m.group(3)})", m.group(4) or ""))
+    getters = [(src, items) for src, items in cut.items() if items]
+    if getters:
+        key = "(" + ", ".join(kvars) + ",)" if kvars else "()"
+        mk = [f"def MK({', '.join(kvars)}):", *[f"    {line}" for line in mk_lines],
+              f"    return ({', '.join('itemgetter(' + ', '.join(sl for _, sl, _ in items) + ')' for _, items in getters)},)"]
+        exec(compile("\n".join(mk), "<iso8583 fast decode getters>", "exec"), ns)
+        ns["itemgetter"] = itemgetter
+        ns["GETS"] = {}
+        lines += [f"        g = GETS.get({key})", "        if g is None:",
+                  "            if len(GETS) >= 64: GETS.clear()",
+                  f"            g = GETS[{key}] = MK({', '.join(kvars)})"]
+        for i, (src, items) in enumerate(getters):
+            names = [f"v{n}" for n, _, _ in items]
+            target = names[0] if len(names) == 1 else ", ".join(names)
+            lines.append(f"        {target} = g[{i}]({src})")
+            for n, _, post in items:
+                if post:
+                    lines.append(f"        v{n} = v{n}{post}")
+                value_of[n] = f"v{n}"
     for n in sorted(checked):
         expr = value_of[n]
         if expr != f"v{n}":

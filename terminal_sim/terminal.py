@@ -855,13 +855,15 @@ class Terminal:
         request = self._build(txn, amount=amount, card=card, pin=entered, extra=extra)
         reversible = txn in _REVERSIBLE
         armed = reversible and profile.persist_reversal_before_send
+        loop_time = asyncio.get_running_loop().time
         attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
-                                        request=request, at=self._time(), arm_reversal=armed, original=original,
+                                        request=request, at=loop_time(), arm_reversal=armed, original=original,
                                         masked=masked if card is not None else None)
-        if self.events is not None:
-            self.events({"actor": "terminal", "kind": "attempt", "tid": cfg.tid, "attempt": attempt,
-                         "stan": request.fields[11], "amount": amount_value,
-                         "detail": f"{kind} armed={'True' if armed else 'False'}"})
+        events = self.events
+        if events is not None:
+            events({"actor": "terminal", "kind": "attempt", "tid": cfg.tid, "attempt": attempt,
+                    "stan": request.fields[11], "amount": amount_value,
+                    "detail": f"{kind} armed={'True' if armed else 'False'}"})
         if (waiting := self._hook("before-send", attempt)) is not None:
             await waiting
         try:
@@ -871,10 +873,22 @@ class Terminal:
             journal.decide(attempt, outcome="failed", at=self._time(), detail="cannot connect to host",
                            reversal="cleared" if armed else None)
             return TxnResult(attempt, "failed", stan=request.get(11), detail="cannot connect to host")
-        sent = await self._send(ch, request, attempt=attempt)
+        # ``self._send(ch, request, attempt=attempt)`` inline (the request has a STAN): one
+        # coroutine less per attempt.
+        frame = self.link.pack(request, self._keys if cfg.use_mac else None)
+        try:
+            await ch.send(frame)
+            sent = True
+        except _LINK_DOWN as exc:
+            sent = False
+            self._emit("send_failed", mti=request.mti, stan=request.get(11), attempt=attempt,
+                       detail=type(exc).__name__)
+        if sent and events is not None:
+            events({"actor": "terminal", "kind": "send", "tid": cfg.tid, "mti": request.mti,
+                    "stan": request.fields[11], "attempt": attempt})
         if (waiting := self._hook("after-send", attempt)) is not None:
             await waiting
-        reply = (await self._await_reply(ch, request, self._time() + cfg.response_timeout, attempt=attempt)
+        reply = (await self._await_reply(ch, request, loop_time() + cfg.response_timeout, attempt=attempt)
                  if sent else _Reply("closed"))
         if reply.msg is not None and (waiting := self._hook("after-response", attempt)) is not None:
             await waiting

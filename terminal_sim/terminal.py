@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import inspect
+import operator
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -74,7 +75,6 @@ RECOVERY_STEPS = ("reversal-sent", "advice-sent")
 
 #: What a dead link looks like: refused/closed/reset connections, channel errors (TCP, serial, memory).
 _LINK_DOWN = (OSError, ConnectionError, ChannelError)
-_EMV_PLANS: dict[bytes, tuple[Any, ...]] = {}
 _EMV_TERMINAL_TAGS = {"9F02": 6, "9A": 3, "9F37": 4}
 # Members used on the hot path, bound once: on CPython 3.11 reading ``TxnType.SALE`` goes through
 # the enum metaclass's ``__getattr__`` hook (≈ 10x a global read).
@@ -441,18 +441,18 @@ class Terminal:
         *this* transaction — amount (9F02), date (9A), unpredictable number (9F37) — spliced in
         between the card's own bytes (their lengths are fixed), so the hot path does no TLV
         re-encoding."""
-        plan = _EMV_PLANS.get(card.emv)
-        if plan is None:
-            plan = _EMV_PLANS.setdefault(card.emv, _emv_plan(card.emv))
-        if not plan:
+        found = _EMV_FORMATS.get(card.emv)
+        if found is None:
+            found = _EMV_FORMATS.setdefault(card.emv, _emv_format(_emv_plan(card.emv)))
+        template, order = found
+        if not order:
             return card.emv
         if now is None:
             now = self.clock()
         unpredictable = self.rng.getrandbits(32)   # drawn for every chip read (seeded runs stay stable)
-        values = {"9F02": bytes.fromhex(amount_text if amount_text is not None else f"{amount:012d}"),
-                  "9A": self._emv_date(now),
-                  "9F37": unpredictable.to_bytes(4, "big")}
-        return b"".join([values[part] if part.__class__ is str else part for part in plan])
+        values = (bytes.fromhex(amount_text if amount_text is not None else f"{amount:012d}"),
+                  self._emv_date(now), unpredictable.to_bytes(4, "big"))
+        return template % order(values)
 
     def _emv_date(self, now: _dt.datetime) -> bytes:
         """EMV 9A (YYMMDD, BCD) of ``now``: formatted once per business day."""
@@ -1108,6 +1108,24 @@ def _emv_plan(emv: bytes) -> tuple[Any, ...]:
         pos = start + size
     plan.append(emv[pos:])
     return tuple(plan)
+
+
+_EMV_FORMATS: dict[bytes, tuple[bytes, Any]] = {}
+_EMV_VALUE_INDEX = {"9F02": 0, "9A": 1, "9F37": 2}
+
+
+def _emv_format(plan: tuple[Any, ...]) -> tuple[bytes, Any]:
+    """An :func:`_emv_plan` as a ``bytes %`` template and a function picking, from (amount,
+    date, unpredictable number), the values of its slots in order — one C-level formatting per
+    chip read. ``(b"", None)`` when the card has no terminal-supplied tag."""
+    if not plan:
+        return b"", None
+    template = b"%b".join(part.replace(b"%", b"%%") for part in plan[::2])
+    indexes = [_EMV_VALUE_INDEX[tag] for tag in plan[1::2]]
+    if len(indexes) == 1:
+        index = indexes[0]
+        return template, lambda values: (values[index],)
+    return template, operator.itemgetter(*indexes)
 
 
 def _message(mti: str, fields: dict[int, Any]) -> Message:

@@ -8,6 +8,7 @@ replaces, on every dialect, card and PIN choice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import random
 
@@ -22,7 +23,7 @@ from posfault.clock import clock_for, run_virtual
 from terminal_sim import Journal, Terminal, TerminalConfig, TxnResult, load_cards
 from terminal_sim.journal import decode_fields, encode_fields, encode_fields_general
 from terminal_sim.printer import Receipt
-from terminal_sim.terminal import _txn_result
+from terminal_sim.terminal import _emv_plan, _txn_result
 
 DIALECTS = ("iso87ascii", "iso87binary", "unionpay_pos")
 
@@ -154,3 +155,29 @@ class _Never(dict):
 
     def get(self, key, default=None):
         return ""
+
+
+def _spliced(plan: tuple, values: dict) -> bytes:
+    """Field 55 as the plan says, the plain way: card bytes and tag values in data order."""
+    return b"".join(values[part] if isinstance(part, str) else part for part in plan)
+
+
+@pytest.mark.parametrize("emv_hex", [
+    "9F02060000000000019A031201019F3704000000005F2A020156",     # all three tags
+    "9F370400000000",                                            # one tag only
+    "5F2A0201569F3704AABBCCDD9F0206000000000001",               # other order
+    "9F2501259F3704252525259A03252525",                          # '%' bytes in the card's data
+    "5F2A020156",                                                # none
+])
+def test_field_55_template_splices_like_the_plan(emv_hex: str) -> None:
+    emv = bytes.fromhex(emv_hex)
+    card = dataclasses.replace(load_cards()["chip-ok"], emv=emv)
+    when = dt.datetime(2026, 3, 2, 9, 0, 0)
+    term = Terminal(TerminalConfig(), journal=Journal.open(":memory:"), connector=None, clock=lambda: when,
+                    rng=random.Random(5))
+    got = term._icc_data(card, 1234, when)
+    plan = _emv_plan(emv)
+    unpredictable = random.Random(5).getrandbits(32).to_bytes(4, "big")
+    expected = _spliced(plan, {"9F02": bytes.fromhex("000000001234"), "9A": bytes.fromhex("260302"),
+                               "9F37": unpredictable}) if plan else emv
+    assert got == expected and len(got) == len(emv)

@@ -511,9 +511,8 @@ class Ledger:
         for statement in (*_PAIR_SCHEMA, *_APPROVAL_SCHEMA):   # TEMP: nothing in the file changes
             conn.execute(statement)
         self._cursor = conn.cursor()   # the lone-approval commit's (Connection.execute makes one per call)
-        #: (row, _APPROVAL_SQL parameters) of the approval ``record_approval`` recorded last, while
-        #: it stands unchanged and uncommitted: the commit then needs no Python work on the row
-        self._approval: tuple[TxnRow, tuple[Any, ...]] | None = None
+        #: (row, statement, parameters) of the approval ``record_approval`` recorded last, while it stands unchanged and uncommitted: the commit then needs no Python work on it
+        self._approval: tuple[TxnRow, str, tuple[Any, ...]] | None = None
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -784,7 +783,7 @@ class Ledger:
                 and not self._pending_sql and not self.write_delay:
             approval = self._approval
             if approval is not None and approval[0].id in rows:   # recorded, unchanged since
-                sql, params = _APPROVAL_SQL, approval[1]
+                sql, params = approval[1], approval[2]
                 self._approval = None
                 self._pending_rows = {}
                 self._pending_transfers = []
@@ -1079,13 +1078,15 @@ class Ledger:
 
     def record_approval(self, key: tuple[str, str, str], kind: str, mti: str, mid: str, pan: str, amount: int,
                         extra: dict[str, Any], fingerprint: str, batch: str, debit: int, hold: int, created_at: str,
-                        day: str, dup_of: int | None, entry_kind: str, source: str, target: str) -> TxnRow:
+                        day: str, dup_of: int | None, entry_kind: str, source: str, target: str,
+                        extra_text: str | None = None) -> TxnRow:
         """An approved request and its entry (``source -amount, target +amount``), as one step.
 
         The host's per-sale call: :meth:`record_new` plus :meth:`transfer` without a step context
         (nothing between them can fail half-way: both only append to the pending buffers), and the
         commit when no group is open, as :meth:`step` would. ``debit`` is both the cardholder debit
         and the merchant credit (a sale's amount; 0 for a pre-authorization, which ``hold`` s it).
+        ``extra_text``, when the caller has it, must be exactly ``_extra_json(extra)`` (the stored text).
         """
         row_id = self._next_txn
         tid, stan, ref = key
@@ -1112,7 +1113,9 @@ class Ledger:
         if amount:
             self._pending_transfers.append((entry, row_id, entry_kind, source, target, amount, created_at))
             if dup_of is None:
-                self._approval = (row, (row_id, tid, stan, ref, kind, mti, mid, pan, amount, _extra_json(extra),
+                if extra_text is None:
+                    extra_text = _extra_json(extra)
+                self._approval = (row, _APPROVAL_SQL, (row_id, tid, stan, ref, kind, mti, mid, pan, amount, extra_text,
                                         fingerprint, batch, debit, hold, created_at, day, entry, entry_kind,
                                         source, target))
         if not self._group and not self._depth:

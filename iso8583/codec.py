@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import DecodeError, EncodeError
+from .fastpath import compile_fast_decoder, compile_fast_encoder
 from .message import Message
 from .plans import COMPILE_AFTER, compile_decoder, compile_encoder
 from .spec import Spec, load_spec
@@ -24,8 +25,8 @@ _PLAN_CACHE_LIMIT = 4096
 class _Codec:
     """Per-spec compiled state: MTI/bitmap codecs and the plan caches."""
 
-    __slots__ = ("bitmap_encoding", "dec_plans", "enc_plans", "fields", "hex_codec", "max_field", "mti_dec",
-                 "mti_enc", "mti_encoding", "mti_size", "spec", "tertiary")
+    __slots__ = ("bitmap_encoding", "bitmap_unit", "dec_plans", "enc_plans", "fast_dec", "fields", "hex_codec",
+                 "max_field", "mti_dec", "mti_enc", "mti_encoding", "mti_size", "spec", "tertiary")
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
@@ -38,8 +39,11 @@ class _Codec:
         self.mti_dec: dict[bytes, str] = {}
         self.bitmap_encoding = spec.bitmap_encoding
         self.hex_codec = "cp500" if spec.bitmap_encoding == "hex-ebcdic" else "ascii"
-        self.enc_plans: dict[tuple[int, ...], list[Any]] = {}  # key -> [bitmap, runner, steps]
+        self.bitmap_unit = 8 if spec.bitmap_encoding == "binary" else 16
+        self.enc_plans: dict[tuple[int, ...], list[Any]] = {}  # key -> [bitmap, runner, steps, fast or None]
         self.dec_plans: dict[bytes, list[Any]] = {}  # bitmap -> [steps, runner]
+        #: primary bitmap bytes -> whole-message decoder (:mod:`iso8583.fastpath`) of a recurring layout
+        self.fast_dec: dict[bytes, Any] = {}
 
     # -- MTI ---------------------------------------------------------------------------------------
     def encode_mti(self, mti: Any) -> bytes:
@@ -106,7 +110,7 @@ class _Codec:
         if self.bitmap_encoding != "binary":
             raw = raw.hex().upper().encode(self.hex_codec)
         steps = tuple(plan)
-        entry: list[Any] = [raw, None, steps]
+        entry: list[Any] = [raw, None, steps, None]
         entry[1] = self._counting_encoder(entry)
         if len(self.enc_plans) >= _PLAN_CACHE_LIMIT:
             self.enc_plans.clear()
@@ -123,6 +127,7 @@ class _Codec:
             hits += 1
             if hits >= COMPILE_AFTER:
                 entry[1] = compile_encoder(steps, self.fields)
+                entry[3] = compile_fast_encoder(self, entry[0], [number for number, _ in steps])
             append = out.append
             for number, enc in steps:
                 append(enc(values[number]))
@@ -199,13 +204,13 @@ class _Codec:
             plan.append((number, fs.decode))
         steps = tuple(plan)
         entry: list[Any] = [steps, None]
-        entry[1] = self._counting_decoder(entry)
+        entry[1] = self._counting_decoder(entry, raw)
         if len(self.dec_plans) >= _PLAN_CACHE_LIMIT:
             self.dec_plans.clear()
         self.dec_plans[raw] = entry
         return entry
 
-    def _counting_decoder(self, entry: list[Any]) -> Any:
+    def _counting_decoder(self, entry: list[Any], raw: bytes) -> Any:
         steps = entry[0]
         hits = 0
 
@@ -214,6 +219,12 @@ class _Codec:
             hits += 1
             if hits >= COMPILE_AFTER:
                 entry[1] = compile_decoder(steps, self.fields)
+                fast = self.fast_dec
+                primary = raw[:self.bitmap_unit]
+                if primary not in fast:   # one layout per primary bitmap; others take the general path
+                    if len(fast) >= _PLAN_CACHE_LIMIT:
+                        fast.clear()
+                    fast[primary] = compile_fast_decoder(self, raw, [number for number, _ in steps])
             values: dict[int, Any] = {}
             for number, dec in steps:
                 values[number], pos = dec(data, pos)
@@ -240,6 +251,13 @@ def encode(msg: Message, spec: Spec | str) -> bytes:
     fields = msg.fields
     key = tuple(fields)
     entry = codec.enc_plans.get(key) or codec.encode_plan(key)
+    fast = entry[3]
+    if fast is not None:  # a recurring layout: whole-message code, or None to take the general path
+        mti = codec.mti_enc.get(msg.mti)
+        if mti is not None:
+            body = fast(fields, mti)
+            if body is not None:
+                return body
     out = [codec.mti_enc.get(msg.mti) or codec.encode_mti(msg.mti), entry[0]]
     try:
         entry[1](fields, out)
@@ -280,6 +298,16 @@ def decode(data: bytes, spec: Spec | str) -> Message:
         else:
             raise DecodeError(f"expected bytes to decode, got {type(data).__name__}", offset=0,
                               expected="bytes", found=type(data).__name__)
+    fast = codec.fast_dec.get(data[codec.mti_size:codec.mti_size + codec.bitmap_unit])
+    if fast is not None:  # a recurring layout: whole-message code, or None to take the general path
+        msg = fast(data)
+        if msg is not None:
+            return msg
+    return _decode_general(codec, data)
+
+
+def _decode_general(codec: _Codec, data: bytes) -> Message:
+    """:func:`decode` by the per-bitmap plans and field closures: decides every error."""
     pos = 0
     entry = None
     try:

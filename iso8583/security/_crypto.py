@@ -135,6 +135,18 @@ def tdes_ecb_encrypt(key: bytes, data: bytes) -> bytes:
     return _ecb("tdes-e", key).update(data)
 
 
+def tdes_ecb_block(encrypt: bool, key: bytes, block: bytes) -> bytes:
+    """One 8-byte block through the cached TDES-ECB context (``key`` and ``block`` are ``bytes``).
+
+    The PIN block hot path: one dict lookup and one cipher call. The first use of a key, and any
+    wrong length, go through :func:`_ecb` / the checked functions, which raise the usual errors.
+    """
+    ctx = _cache.entries.get(("tdes-e" if encrypt else "tdes-d", key))
+    if ctx is None or len(block) != DES_BLOCK:
+        return tdes_ecb_encrypt(key, block) if encrypt else tdes_ecb_decrypt(key, block)
+    return ctx.update(block)
+
+
 def tdes_ecb_decrypt(key: bytes, data: bytes) -> bytes:
     _check_blocks(data, DES_BLOCK, "TDES-ECB")
     return _ecb("tdes-d", key).update(data)

@@ -48,17 +48,21 @@ class Key:
     __slots__ = ("_material", "algorithm")
 
     def __init__(self, material: bytes | bytearray | str, algorithm: Algorithm = "tdes") -> None:
-        if isinstance(material, str):
+        if isinstance(material, str):   # a host builds its PIN key from hex for every PIN sale
             try:
                 material = bytes.fromhex(material)
             except ValueError:
                 raise SecurityError("key hex text is not valid hexadecimal") from None
-        material = bytes(material)
-        if algorithm == "tdes" and len(material) not in (8, 16, 24):
-            raise SecurityError(f"TDES key must be 8, 16 or 24 bytes, got {len(material)}")
-        if algorithm == "aes" and len(material) not in (16, 24, 32):
-            raise SecurityError(f"AES key must be 16, 24 or 32 bytes, got {len(material)}")
-        if algorithm not in ("tdes", "aes"):
+        elif material.__class__ is not bytes:
+            material = bytes(material)
+        size = len(material)
+        if algorithm == "tdes":
+            if size != 16 and size != 8 and size != 24:
+                raise SecurityError(f"TDES key must be 8, 16 or 24 bytes, got {size}")
+        elif algorithm == "aes":
+            if size not in (16, 24, 32):
+                raise SecurityError(f"AES key must be 16, 24 or 32 bytes, got {size}")
+        else:
             raise SecurityError(f"unknown key algorithm {algorithm!r} (expected 'tdes' or 'aes')")
         self._material = material
         self.algorithm: Algorithm = algorithm

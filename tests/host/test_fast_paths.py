@@ -148,15 +148,15 @@ def test_one_statement_commits_store_what_the_general_path_stores(tmp_path, monk
     fast = build("fast.db")
     fast_answers = _workload(fast)
     calls = []
-    record_approval = ledger_module.Ledger.record_approval
-
-    def unprepared(self, *args):   # as if no approval were ever prepared for its commit
-        row = record_approval(self, *args)
-        self._approval = None
-        return row
+    def unprepared(record):
+        def record_unprepared(self, *args):   # as if no approval were ever prepared for its commit
+            row = record(self, *args)
+            self._approval = None
+            return row
+        return record_unprepared
 
     with monkeypatch.context() as patch:   # the general path: no lone statement, no pairs
-        patch.setattr(ledger_module.Ledger, "record_approval", unprepared)
+        patch.setattr(ledger_module.Ledger, "record_approval", unprepared(ledger_module.Ledger.record_approval))
         patch.setattr(ledger_module.Ledger, "_lone_approval", lambda self, rows: calls.append(1))
         patch.setattr(ledger_module, "_pair", lambda fresh, transfers: [])
         general = build("general.db")
@@ -261,3 +261,54 @@ def test_a_prepared_approval_commits_as_it_stands(tmp_path, change: str) -> None
     assert reopened.find_at((TID, "000001", "1123100000")).batch == ("000042" if change == "update" else "")
     reopened.check_conservation()
     reopened.close()
+
+
+# -- events -----------------------------------------------------------------------------------------
+def _events_workload(host) -> None:
+    async def go() -> None:
+        for n in range(1, 4):
+            await host.handle(sale(stan=n, amount=100 + n, when=f"11231000{n:02d}"))
+        await host.handle(request(TxnType.PREAUTH, stan=4, amount=50))
+        await host.handle(sale(stan=5, amount=10**9))            # a decline: emitted the general way
+        await host.handle(sale(stan=1, amount=101, when="1123100001"))   # a duplicate
+    run(go())
+
+
+def test_events_recorded_lazily_read_back_as_the_dicts_sent_eagerly() -> None:
+    from posfault.trace import Trace
+
+    lazy_trace, eager_trace = Trace(), Trace()
+    lazy = make_host()
+    lazy.events = lazy_trace.record_owned               # a trace's own recorder: built when read
+    eager = make_host()
+    eager.events = lambda event: eager_trace.record_owned(event)   # any other sink: a dict per event
+    _events_workload(lazy)
+    _events_workload(eager)
+    assert any(e.__class__ is tuple for e in lazy_trace._events)       # some were recorded lazily
+    assert all(e.__class__ is dict for e in eager_trace._events)
+
+    def strip(events: list) -> list:
+        return [{k: v for k, v in e.items() if k != "t"} for e in events]
+
+    assert strip(lazy_trace.events) == strip(eager_trace.events)
+    assert [list(e) for e in lazy_trace.events] == [list(e) for e in eager_trace.events]   # key order too
+    kinds = [e["kind"] for e in lazy_trace.events]
+    assert kinds.count("recv") == kinds.count("send") == 6 and kinds.count("posting") == 4
+    assert all(PAN not in str(e) for e in lazy_trace.events)
+
+
+def test_replacing_the_event_sink_takes_effect_at_once() -> None:
+    from posfault.trace import Trace
+
+    trace = Trace()
+    seen: list = []
+    host = make_host()
+    host.events = trace.record_owned
+    run(host.handle(sale(stan=1, amount=101)))
+    host.events = seen.append
+    run(host.handle(sale(stan=2, amount=102, when="1123100002")))
+    host.events = None
+    run(host.handle(sale(stan=3, amount=103, when="1123100003")))
+    assert [e["kind"] for e in trace.events] == ["recv", "posting", "send"]
+    assert [e["kind"] for e in seen] == ["recv", "posting", "send"] and seen[0]["stan"] == "000002"
+

@@ -1,0 +1,173 @@
+"""Whole-message fast paths (:mod:`iso8583.fastpath`) agree with the general path, byte for byte.
+
+A recurring layout gets one generated function for the whole message. It may only *accept* what
+the general path accepts, with the same result, and must hand everything else back (``None``) so
+that the general path raises its precise error. These tests compile the fast functions for
+generated messages of every dialect and compare, on the valid message and on mutated ones (bytes
+flipped, cut, extended; values of the wrong type, length or characters):
+
+* decode: ``fast(data)`` is ``None`` or equals ``decode`` by the general path, which must succeed;
+* encode: ``fast(fields, mti)`` is ``None`` or equals the general path's bytes, which must succeed;
+* and through the public API, a warm spec (fast paths live) raises exactly the cold spec's errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iso8583 import DecodeError, EncodeError, Message, decode, encode
+from iso8583.codec import _codec_for, _decode_general
+from iso8583.fastpath import compile_fast_decoder, compile_fast_encoder
+from iso8583.strategies import messages
+
+from .test_properties import NAMES, SPECS
+
+_BAD_VALUES = ["", "x" * 1000, "12\u00e9", "\u0663\u0663", "12 34", "1=2D", b"\x00", b"", bytearray(b"12"), 7, None,
+               "ab", "\x7f", "0" * 19]
+
+
+def _fresh(spec: Any) -> Any:
+    return dataclasses.replace(spec, _codec=None)
+
+
+def _general_decode(spec: Any, data: bytes) -> Any:
+    try:
+        return _decode_general(_codec_for(spec), data)
+    except DecodeError as exc:
+        return ("error", str(exc), exc.field, exc.offset)
+
+
+def _general_encode(spec: Any, msg: Message) -> Any:
+    cold = _fresh(spec)
+    try:
+        return encode(msg, cold)   # a cold spec has no fast path: the first encode is the general one
+    except EncodeError as exc:
+        return ("error", str(exc), exc.field)
+
+
+def _fast_functions(spec: Any, msg: Message) -> tuple[Any, Any, bytes]:
+    codec = _codec_for(spec)
+    data = encode(msg, spec)
+    numbers = sorted(msg.fields)
+    entry = codec.enc_plans[tuple(msg.fields)]
+    raw_bitmap = entry[0]
+    fast_dec = compile_fast_decoder(codec, raw_bitmap, numbers)
+    fast_enc = compile_fast_encoder(codec, raw_bitmap, numbers)
+    decode(data, spec)  # fills the MTI caches the fast functions read
+    return fast_dec, fast_enc, data
+
+
+def _mutations(data: bytes, draw: Any) -> list[bytes]:
+    raw = bytearray(data)
+    out = []
+    for _ in range(3):
+        flipped = bytearray(raw)
+        index = draw(st.integers(0, len(raw) - 1))
+        flipped[index] = draw(st.sampled_from([flipped[index] ^ (1 << draw(st.integers(0, 7))), 0x20, 0x30, 0x3D,
+                                               0x41, 0x44, 0xB2, 0xFF, 0x00]))
+        out.append(bytes(flipped))
+    cut = draw(st.integers(0, len(raw)))
+    out += [bytes(raw[:cut]), bytes(raw) + b"0", bytes(raw[:cut]) + bytes(raw[cut + 1:])]
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_decode_accepts_only_what_the_general_path_accepts_with_the_same_message(name: str) -> None:
+    spec = SPECS[name]
+
+    @settings(max_examples=60)
+    @given(messages(spec), st.data())
+    def check(msg: Message, data: st.DataObject) -> None:
+        warm = _fresh(spec)
+        fast_dec, _, encoded = _fast_functions(warm, msg)
+        assert fast_dec(encoded) == msg == _general_decode(warm, encoded)
+        codec = _codec_for(warm)
+        key = slice(codec.mti_size, codec.mti_size + codec.bitmap_unit)
+        for mutated in _mutations(encoded, data.draw):
+            if mutated[key] != encoded[key]:
+                continue  # decode looks the fast function up by the primary bitmap
+            got = fast_dec(mutated)
+            if got is not None:
+                assert got == _general_decode(warm, mutated)
+                assert [type(v) for v in got.fields.values()] == [type(v) for v in decode(mutated, _fresh(spec)).fields.values()]
+
+    check()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_encode_gives_the_general_bytes_or_hands_over(name: str) -> None:
+    spec = SPECS[name]
+
+    @settings(max_examples=60)
+    @given(messages(spec), st.data())
+    def check(msg: Message, data: st.DataObject) -> None:
+        warm = _fresh(spec)
+        _, fast_enc, encoded = _fast_functions(warm, msg)
+        mti = _codec_for(warm).mti_enc[msg.mti]
+        assert fast_enc(msg.fields, mti) == encoded
+        if not msg.fields:
+            return
+        for _ in range(3):
+            bad = msg.copy()
+            number = data.draw(st.sampled_from(sorted(msg.fields)))
+            bad.fields[number] = data.draw(st.sampled_from(_BAD_VALUES))
+            got = fast_enc(bad.fields, mti)
+            if got is not None:
+                assert got == _general_encode(spec, bad)
+
+    check()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_warm_spec_raises_exactly_the_cold_errors(name: str) -> None:
+    """Through the public API: with the fast paths live, every outcome is the cold spec's."""
+    spec = SPECS[name]
+
+    def dec_outcome(spec_obj: Any, data: bytes) -> Any:
+        try:
+            return decode(data, spec_obj)
+        except DecodeError as exc:
+            return ("error", str(exc), exc.field, exc.offset)
+
+    @settings(max_examples=40)
+    @given(messages(spec), st.data())
+    def check(msg: Message, data: st.DataObject) -> None:
+        warm = _fresh(spec)
+        encoded = encode(msg, warm)
+        for _ in range(4):   # warm: per-bitmap plans, then the whole-message functions
+            assert encode(msg, warm) == encoded
+            assert decode(encoded, warm) == msg
+        for mutated in _mutations(encoded, data.draw):
+            assert dec_outcome(warm, mutated) == dec_outcome(_fresh(spec), mutated)
+        if msg.fields:
+            bad = msg.copy()
+            bad.fields[data.draw(st.sampled_from(sorted(msg.fields)))] = data.draw(st.sampled_from(_BAD_VALUES))
+            assert _general_encode(warm, bad) == _general_encode(spec, bad)
+            try:
+                warm_out: Any = encode(bad, warm)
+            except EncodeError as exc:
+                warm_out = ("error", str(exc), exc.field)
+            assert warm_out == _general_encode(spec, bad)
+
+    check()
+
+
+def test_a_sale_layout_takes_the_fast_path() -> None:
+    """The layouts a terminal repeats do get whole-message functions (else the speed-up is lost)."""
+    for name in ("iso87ascii", "unionpay_pos"):
+        spec = _fresh(SPECS[name])
+        fields = {2: "6217000000000022", 3: "000000", 4: "000000000001", 11: "000002", 22: "021", 25: "00",
+                  41: "10000001", 42: "100000000000001", 49: "156", 52: bytes(8)}
+        msg = Message("0200", fields)
+        data = encode(msg, spec)
+        for _ in range(4):
+            assert decode(encode(msg, spec), spec) == msg
+        codec = _codec_for(spec)
+        assert codec.enc_plans[tuple(fields)][3] is not None
+        fast = codec.fast_dec[data[codec.mti_size:codec.mti_size + codec.bitmap_unit]]
+        assert fast(data) == msg

@@ -17,6 +17,14 @@ All figures are CPU time of this process (``time.process_time``), so a busy shar
 them less than wall time; the responder runs in the same process and is counted in both the bare
 exchange and ``Terminal.sale``.
 
+Instructions of ``Terminal.sale`` alone (events and step hook on, MAC off as in a Simulation,
+mixed cards as in benchmarks/simulation.py): record the responses once, then count a replay of
+N1 and N2 sales under callgrind ; the difference over N2 - N1 is per sale::
+
+    python3 benchmarks/terminal.py --sales 700 --record /tmp/frames.pkl
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null python3 benchmarks/terminal.py --sales 200 --replay /tmp/frames.pkl
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null python3 benchmarks/terminal.py --sales 700 --replay /tmp/frames.pkl
+
 The ratio ``Terminal.sale / bare exchange`` is the price of doing it right (persisted reversal,
 commit-before-print); the journal line says how much of that is SQLite.
 """
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -128,12 +137,107 @@ def journal_file(n: int) -> float:
         return journal_only(n, os.path.join(tmp, "terminal.db"))
 
 
+# -- Terminal.sale alone, for instruction counts (callgrind) ---------------------------------------
+#: The simulation benchmark's mixed workload (benchmarks/simulation.py ``_purchase``).
+MIXED_CARDS = ("mag-ok", "chip-ok", "ctls-ok")
+
+
+def _mixed(i: int) -> tuple[int, str]:
+    return 1 + i // len(MIXED_CARDS), MIXED_CARDS[i % len(MIXED_CARDS)]
+
+
+class _Recording:
+    """A channel wrapper keeping every frame the terminal received."""
+
+    def __init__(self, ch, log: list) -> None:
+        self.ch, self.log = ch, log
+
+    async def send(self, frame: bytes) -> None:
+        await self.ch.send(frame)
+
+    async def recv(self, timeout=None) -> bytes:
+        frame = await self.ch.recv(timeout=timeout)
+        self.log.append(frame)
+        return frame
+
+    async def close(self) -> None:
+        await self.ch.close()
+
+
+class _Replay:
+    """An instant in-process channel answering with recorded frames, in order: what it costs
+    the terminal alone (no responder, no event-loop round trip)."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames) -> None:
+        self.frames = frames
+
+    async def send(self, frame: bytes) -> None:
+        pass
+
+    async def recv(self, timeout=None) -> bytes:
+        return next(self.frames)
+
+    async def close(self) -> None:
+        pass
+
+
+def _sale_terminal(dialect: str, journal: Journal, connect, events: list) -> Terminal:
+    # As in a Simulation: events and the step hook on, MAC off (Simulation(mac=False)).
+    return Terminal(TerminalConfig(dialect=dialect, use_mac=False), journal=journal, connector=connect,
+                    clock=clock_for(), events=events.append, on_step=lambda step, attempt: None)
+
+
+def record_sales(n: int, dialect: str, path: str) -> None:
+    """Run ``n`` mixed sales against the responder and keep the keys and the response frames."""
+    async def main():
+        working = keys.WorkingKeys.generate(16)
+        inner, log = responder(dialect, working), []
+
+        async def connect():
+            return _Recording(await inner(), log)
+        journal = Journal.open(":memory:")
+        term = _sale_terminal(dialect, journal, connect, [])
+        assert (await term.sign_on()).approved
+        first, cards = len(log), load_cards()
+        for i in range(n):
+            amount, name = _mixed(i)
+            assert (await term.sale(amount, card=cards[name])).approved
+        return journal.keys(), log[first:]
+    Path(path).write_bytes(pickle.dumps(run_virtual(main())))
+
+
+def replay_sales(n: int, dialect: str, path: str) -> None:
+    """The same ``n`` sales answered from the recording (same keys, STANs and responses)."""
+    stored, frames = pickle.loads(Path(path).read_bytes())
+
+    async def main() -> None:
+        answers = iter(frames)
+
+        async def connect():
+            return _Replay(answers)
+        journal = Journal.open(":memory:")
+        journal.use_stan(1)
+        journal.save_keys(stored, 0.0)
+        term, cards = _sale_terminal(dialect, journal, connect, []), load_cards()
+        for i in range(n):
+            amount, name = _mixed(i)
+            assert (await term.sale(amount, card=cards[name])).approved
+    run_virtual(main())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sales", type=int, default=3000)
     parser.add_argument("--dialect", default="iso87ascii")
     parser.add_argument("--no-mac", action="store_true")
+    parser.add_argument("--record", metavar="PATH", help="record --sales mixed sales' responses to PATH")
+    parser.add_argument("--replay", metavar="PATH", help="replay --sales sales from PATH (run under callgrind)")
     args = parser.parse_args()
+    if args.record or args.replay:
+        (record_sales if args.record else replay_sales)(args.sales, args.dialect, args.record or args.replay)
+        return
     use_mac = not args.no_mac
     base = run_virtual(bare(args.dialect, args.sales, use_mac))
     ours = run_virtual(full(args.dialect, args.sales, use_mac))

@@ -277,14 +277,51 @@ _NULLS = (None,) * len(_NULLABLE)
 #: A NULL-free new row: its columns but the nullable ones, ``extra`` (encoded) last.
 _FRESH_COLUMNS = [name for name in _TXN_COLUMNS if name not in (*_NULLABLE, "extra")] + ["extra"]
 _FRESH_VALUES = operator.attrgetter(*_FRESH_COLUMNS[:-1])
+_FRESH_ID = _FRESH_COLUMNS.index("id")
 _FRESH_SQL = f"INSERT INTO txns({', '.join(_FRESH_COLUMNS)}) VALUES ({','.join('?' * len(_FRESH_COLUMNS))})"
 #: One two-legged entry as its two posting rows (source first, as ``post`` orders them).
 _TRANSFER_SQL = ("INSERT INTO postings(entry, txn, kind, account, amount, at)"
                  " VALUES (?1, ?2, ?3, ?4, -?6, ?7), (?1, ?2, ?3, ?5, ?6, ?7)")
+#: A new request row and its two-legged entry as ONE statement: an INSERT into a TEMP view whose
+#: INSTEAD OF trigger writes the row and both postings (source first, as ``transfer`` orders them).
+#: Outside BEGIN..COMMIT the statement is its own transaction, atomic as a statement always is: the
+#: commit of a lone approval (every sale of a simulation) is one ``execute`` instead of four.
+_PAIR_EXTRA = ("entry", "entry_kind", "source", "target", "moved", "moved_at")
+_PAIR_COLUMNS = [*_FRESH_COLUMNS, *_PAIR_EXTRA]
+_PAIR_SCHEMA = (
+    f"CREATE TEMP VIEW IF NOT EXISTS approval_entry({', '.join(_PAIR_COLUMNS)}) AS SELECT "
+    + ", ".join("NULL" for _ in _PAIR_COLUMNS),
+    "CREATE TEMP TRIGGER IF NOT EXISTS approval_entry_insert INSTEAD OF INSERT ON approval_entry BEGIN"
+    f" INSERT INTO txns({', '.join(_FRESH_COLUMNS)}) VALUES ({', '.join('NEW.' + c for c in _FRESH_COLUMNS)});"
+    " INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES"
+    " (NEW.entry, NEW.id, NEW.entry_kind, NEW.source, -NEW.moved, NEW.moved_at),"
+    " (NEW.entry, NEW.id, NEW.entry_kind, NEW.target, NEW.moved, NEW.moved_at); END",
+)
+_PAIR_SQL = f"INSERT INTO approval_entry VALUES ({','.join('?' * len(_PAIR_COLUMNS))})"
+#: The same for the commonest commit, one approval just recorded by ``record_approval`` (unchanged
+#: since): what an approval always holds (rc 00, approved, merchant credit = cardholder debit, the
+#: entry moving the amount at the row's time) is written by the trigger, not bound (a str parameter
+#: costs ~0.9k instructions to bind).
+_APPROVAL_COLUMNS = ("id", "tid", "stan", "ref", "kind", "mti", "mid", "pan", "amount", "extra", "fingerprint",
+                     "batch", "debit", "hold", "created_at", "day", "entry", "entry_kind", "source", "target")
+_APPROVAL_SCHEMA = (
+    f"CREATE TEMP VIEW IF NOT EXISTS approval({', '.join(_APPROVAL_COLUMNS)}) AS SELECT "
+    + ", ".join("NULL" for _ in _APPROVAL_COLUMNS),
+    "CREATE TEMP TRIGGER IF NOT EXISTS approval_insert INSTEAD OF INSERT ON approval BEGIN"
+    " INSERT INTO txns(id, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch, status,"
+    " cardholder_debit, hold, merchant_credit, created_at, day) VALUES (NEW.id, NEW.tid, NEW.stan, NEW.ref,"
+    " NEW.kind, NEW.mti, NEW.mid, NEW.pan, NEW.amount, '00', NEW.extra, NEW.fingerprint, NEW.batch, 'approved',"
+    " NEW.debit, NEW.hold, NEW.debit, NEW.created_at, NEW.day);"
+    " INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES"
+    " (NEW.entry, NEW.id, NEW.entry_kind, NEW.source, -NEW.amount, NEW.created_at),"
+    " (NEW.entry, NEW.id, NEW.entry_kind, NEW.target, NEW.amount, NEW.created_at); END",
+)
+_APPROVAL_SQL = f"INSERT INTO approval VALUES ({','.join('?' * len(_APPROVAL_COLUMNS))})"
 _Rows = list[list[Any]]
 #: What one commit writes: (new rows without NULLs, other new rows, updated rows), (postings,
-#: transfers), other statements.
-_Batch = tuple[tuple[list[tuple[Any, ...]], _Rows, _Rows], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
+#: transfers, new NULL-free rows each with its transfer), other statements.
+_Batch = tuple[tuple[list[tuple[Any, ...]], _Rows, _Rows],
+               tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]],
                list[tuple[str, tuple[Any, ...]]]]
 
 
@@ -314,6 +351,27 @@ def _extra_json(extra: dict[str, Any]) -> str:
                 and rrn.isascii() and auth.isascii():
             return f'{{"37": "{rrn}", "38": "{auth}"}}'
     return _dumps(extra)
+
+
+def _pair(fresh: list[tuple[Any, ...]], transfers: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Each transfer joined to its new row as :data:`_PAIR_SQL` parameters, taking those rows out of
+    ``fresh``; [] (``fresh`` untouched) unless every transfer belongs to a row of ``fresh``.
+
+    Posting ids are given in insertion order: the pairs keep the transfers' order, and are written
+    after any other posting, as the transfers were.
+    """
+    at = {values[_FRESH_ID]: i for i, values in enumerate(fresh)}
+    paired = []
+    used = set()
+    for transfer in transfers:
+        i = at.get(transfer[1])
+        if i is None or i in used:
+            return []
+        entry, _, kind, source, target, amount, moved_at = transfer
+        paired.append((*fresh[i], entry, kind, source, target, amount, moved_at))
+        used.add(i)
+    fresh[:] = [values for i, values in enumerate(fresh) if i not in used]
+    return paired
 
 
 class _Pending:
@@ -450,6 +508,11 @@ class Ledger:
         self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
         self._insert_sql = self._upsert_sql.replace("INSERT OR REPLACE", "INSERT", 1)
+        for statement in (*_PAIR_SCHEMA, *_APPROVAL_SCHEMA):   # TEMP: nothing in the file changes
+            conn.execute(statement)
+        self._cursor = conn.cursor()   # the lone-approval commit's (Connection.execute makes one per call)
+        #: (row, statement, parameters) of the approval ``record_approval`` recorded last, while it stands unchanged and uncommitted: the commit then needs no Python work on it
+        self._approval: tuple[TxnRow, str, tuple[Any, ...]] | None = None
         self._reload()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -551,6 +614,7 @@ class Ledger:
 
     def _reload(self) -> None:
         """Rebuild the in-memory mirror from what SQLite has durably stored."""
+        self._approval = None
         self._pending_rows = {}
         self._pending_postings = []
         self._pending_transfers = []
@@ -629,6 +693,7 @@ class Ledger:
         NULL (nearly every request) is inserted without those columns: CPython binds a None through
         the adapter protocol, four Python calls per row.
         """
+        self._approval = None
         extra_at = _EXTRA_AT
         values_of = _ROW_VALUES
         fresh_values = _FRESH_VALUES
@@ -647,13 +712,19 @@ class Ledger:
                 v[extra_at] = extra_json(row.extra)
                 (inserts if row.id >= first_new else upserts).append(v)
         self._taken_upto = self._next_txn
-        taken = ((fresh, inserts, upserts), (self._pending_postings, self._pending_transfers), self._pending_sql)
+        transfers = self._pending_transfers
+        paired: list[tuple[Any, ...]] = []
+        if transfers and len(transfers) <= len(fresh):
+            paired = _pair(fresh, transfers)
+            if paired:
+                transfers = []
+        taken = ((fresh, inserts, upserts), (self._pending_postings, transfers, paired), self._pending_sql)
         self._pending_rows, self._pending_postings, self._pending_transfers, self._pending_sql = {}, [], [], []
         return taken
 
     def _stage(self, batch: _Batch) -> None:
         """BEGIN and write ``batch`` into SQLite's page cache (CPU work, no I/O wait); raises after ROLLBACK."""
-        (fresh, inserts, upserts), (postings, transfers), statements = batch
+        (fresh, inserts, upserts), (postings, transfers, paired), statements = batch
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -670,6 +741,8 @@ class Ledger:
                               postings)
             if transfers:
                 c.executemany(_TRANSFER_SQL, transfers)
+            if paired:
+                c.executemany(_PAIR_SQL, paired)
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
@@ -705,6 +778,30 @@ class Ledger:
         """Make every step so far durable (one SQLite transaction); ends the group."""
         self._wait_writer()
         self._group = False
+        rows = self._pending_rows
+        if len(rows) == 1 and len(self._pending_transfers) == 1 and not self._pending_postings \
+                and not self._pending_sql and not self.write_delay:
+            approval = self._approval
+            if approval is not None and approval[0].id in rows:   # recorded, unchanged since
+                sql, params = approval[1], approval[2]
+                self._approval = None
+                self._pending_rows = {}
+                self._pending_transfers = []
+                self._taken_upto = self._next_txn
+            else:
+                sql, params = _PAIR_SQL, self._lone_approval(rows)
+            if params is not None:
+                # one request row and its entry: one statement, its own (atomic) transaction
+                try:
+                    with self._conn_lock:
+                        if self.conn.in_transaction:   # never expected: it must not commit on its own then
+                            raise LedgerError("ledger connection already inside a transaction")
+                        self._cursor.execute(sql, params)
+                except BaseException:
+                    self._reload()
+                    self._run_rollback_hooks()
+                    raise
+                return
         if self.has_pending:
             batch = self._take()
             try:
@@ -713,6 +810,20 @@ class Ledger:
                 self._reload()
                 self._run_rollback_hooks()
                 raise
+
+    def _lone_approval(self, rows: dict[int, TxnRow]) -> tuple[Any, ...] | None:
+        """The :data:`_PAIR_SQL` parameters of the one pending row and its one transfer, taking them
+        out of the buffers; None (nothing taken) unless they are a new NULL-free row and its entry."""
+        for row in rows.values():
+            transfer = self._pending_transfers[0]
+            if transfer[1] != row.id or row.id < self._taken_upto or _NULLABLE_VALUES(row) != _NULLS:
+                return None
+            self._pending_rows = {}
+            self._pending_transfers = []
+            self._taken_upto = self._next_txn
+            entry, _, kind, source, target, amount, at = transfer
+            return (*_FRESH_VALUES(row), _extra_json(row.extra), entry, kind, source, target, amount, at)
+        return None
 
     def commit_in_background(self, on_done: Any = None) -> _Pending:
         """Hand everything pending to the writer thread; ``on_done(pending)`` runs *on the writer
@@ -967,13 +1078,15 @@ class Ledger:
 
     def record_approval(self, key: tuple[str, str, str], kind: str, mti: str, mid: str, pan: str, amount: int,
                         extra: dict[str, Any], fingerprint: str, batch: str, debit: int, hold: int, created_at: str,
-                        day: str, dup_of: int | None, entry_kind: str, source: str, target: str) -> TxnRow:
+                        day: str, dup_of: int | None, entry_kind: str, source: str, target: str,
+                        extra_text: str | None = None) -> TxnRow:
         """An approved request and its entry (``source -amount, target +amount``), as one step.
 
         The host's per-sale call: :meth:`record_new` plus :meth:`transfer` without a step context
         (nothing between them can fail half-way: both only append to the pending buffers), and the
         commit when no group is open, as :meth:`step` would. ``debit`` is both the cardholder debit
         and the merchant credit (a sale's amount; 0 for a pre-authorization, which ``hold`` s it).
+        ``extra_text``, when the caller has it, must be exactly ``_extra_json(extra)`` (the stored text).
         """
         row_id = self._next_txn
         tid, stan, ref = key
@@ -991,7 +1104,20 @@ class Ledger:
             daily = self._daily
             k = (pan, day)
             daily[k] = daily.get(k, 0) + amount
-        self.transfer(entry_kind, row_id, source, target, amount, created_at)
+        # transfer(entry_kind, row_id, source, target, amount, created_at), inline
+        entry = self._next_entry
+        self._next_entry = entry + 1
+        balances = self._balances
+        balances[source] = balances.get(source, 0) - amount
+        balances[target] = balances.get(target, 0) + amount
+        if amount:
+            self._pending_transfers.append((entry, row_id, entry_kind, source, target, amount, created_at))
+            if dup_of is None:
+                if extra_text is None:
+                    extra_text = _extra_json(extra)
+                self._approval = (row, _APPROVAL_SQL, (row_id, tid, stan, ref, kind, mti, mid, pan, amount, extra_text,
+                                        fingerprint, batch, debit, hold, created_at, day, entry, entry_kind,
+                                        source, target))
         if not self._group and not self._depth:
             self.commit()
         return row
@@ -999,6 +1125,9 @@ class Ledger:
     def update(self, row: TxnRow, **changes: Any) -> None:
         """Change a request row (status, net debit, hold, settlement ...) in SQLite and in memory."""
         was_approved = row.status == "approved"
+        approval = self._approval
+        if approval is not None and approval[0] is row:   # its stored form is no longer the prepared one
+            self._approval = None
         for name, value in changes.items():
             setattr(row, name, value)
         self._pending_rows[row.id] = row
@@ -1008,6 +1137,19 @@ class Ledger:
                 and row.status in ("reversed", "voided"):
             k = (row.pan, row.day)
             self._daily[k] = self._daily.get(k, 0) - row.amount
+
+    def authorization_reads(self, key: tuple[str, str, str], mid: str, tid: str, pan: str, day: str,
+                            fingerprint: str) -> tuple[ReversalRow | None, Merchant | None, str | None,
+                                                       TxnRow | None, Card | None, int, int]:
+        """What authorizing a new request reads, in one call (reads only: their order is free): the
+        reversal already received for ``key``, the merchant, the terminal's owner, the approved
+        request with ``fingerprint``, the card, its available balance and its approved debits of
+        ``day`` — :meth:`reversal_at`, :meth:`merchant`, :meth:`merchant_of_terminal`,
+        :meth:`find_fingerprint`, :meth:`card`, :meth:`balance` of ``card:<pan>``, :meth:`daily_debits`."""
+        twin = self._by_fingerprint.get(fingerprint)
+        return (self._reversals.get(key), self._merchants.get(mid), self._terminal_of.get(tid),
+                None if twin is None else self._txns[twin], self._cards.get(pan),
+                self._balances.get("card:" + pan, 0), self._daily.get((pan, day), 0))
 
     def next_id(self) -> int:
         """The id the next :meth:`record` will get (lets a caller derive RRN/auth code before recording)."""

@@ -104,11 +104,13 @@ class World:
     def __init__(self, sim: Simulation) -> None:
         from host_sim.config import HostConfig
         from host_sim.ledger import Ledger
+        from host_sim.serve import DirectServer
         from terminal_sim import Journal, Printer
         from terminal_sim.errors import PowerCut
 
         self.sim = sim
         self._PowerCut = PowerCut
+        self._DirectServer = DirectServer
         self.cards = _cards()
         self.mid = _merchant_of(sim.tid)
         self._Ledger = Ledger
@@ -185,6 +187,15 @@ class World:
         return self._PowerCut(step, attempt)
 
     # -- host side -----------------------------------------------------------------------------------
+    def serve_direct(self, channel: Any) -> Any:
+        """Serve the host end of a direct in-memory connection with no task (what :meth:`serve`
+        does, driven by the link: ``host_sim.serve.DirectServer``); returns its ``start``."""
+        return self._DirectServer(self.host, channel, on_error=self._connection_error,
+                            on_task=self.sim._host_task).start
+
+    def _connection_error(self, exc: BaseException) -> None:
+        self.sim.emit({"actor": "host", "kind": "connection_error", "detail": type(exc).__name__})
+
     async def serve(self, channel: Any) -> None:
         host = self.host
         try:

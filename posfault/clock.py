@@ -41,6 +41,7 @@ import selectors
 import sys
 import threading
 import types
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -152,9 +153,13 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         # clock); a C callable reading ``_vtime``, same value as the method below.
         self.time = functools.partial(_read_vtime, self)  # type: ignore[method-assign]
         # (callback, args, context) to run right after the callback now running, in order.
-        self._after_current: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = []
+        # (Only what has not run yet is in it: a callback is taken out before it runs, so a reader
+        # may run the next ones itself — see iso8583's DirectLink end — and leave the rest in order.)
+        self._after_current: deque[tuple[Callable[..., Any], tuple[Any, ...], Any]] = deque()
         self._in_fast_callback = False
         self._wake_inline = False   # see wake_inline()
+        #: (call_after_current, wake_inline) bound once: an in-memory link per simulated sale keeps them
+        self.link_hooks = (self.call_after_current, self.wake_inline)
 
     def skip_idle_until(self, when: float) -> bool:
         """Move time to ``when`` now, if nothing could run before then anyway; else False.
@@ -249,6 +254,19 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                 self.call_after_current(handle._run)
         return start
 
+    def start_next(self, task: asyncio.Task[Any]) -> None:
+        """Run the first step of ``task`` (just created: its step is the last ready handle) right
+        after the current callback, before what was already queued to run after it — where the
+        code that made it stood. A server that ran as callbacks hands a connection over to a task
+        this way without moving anything else. Outside the fast path: it starts on the next turn."""
+        ready = self._ready
+        handle = ready[-1] if ready else None
+        if (not self._in_fast_callback or handle is None or getattr(handle, "_args", None) != ()
+                or handle._cancelled):
+            return
+        ready.pop()
+        self._after_current.appendleft((handle._run, (), None))
+
     def time(self) -> float:
         return self._vtime
 
@@ -273,31 +291,120 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
                                    finalizer=self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
             asyncio.events._set_running_loop(self)
+            return self._run_task(task)
+        finally:
+            self._stopping = False
+            self._thread_id = None  # type: ignore[attr-defined]
+            asyncio.events._set_running_loop(None)
+            sys.set_asyncgen_hooks(*old_hooks)
+
+    def _run_task(self, task: asyncio.Task[Any]) -> Any:
+        """Run the loop until ``task`` is done (the loop is set up as running)."""
+        try:
             run_once = self._run_once
             while True:
                 run_once()
                 if self._stopping:
                     break
                 if task.done():
-                    # The turn asyncio's stop callback would take: it runs what is ready now, and
-                    # the timers due now; when there is none, it would do nothing.
-                    scheduled = self._scheduled
-                    if self._ready or (scheduled and scheduled[0]._when < self._vtime + self._clock_resolution):
-                        self._stopping = True
-                        run_once()
+                    self._last_turn()
                     break
         except BaseException:
             if task.done() and not task.cancelled():
                 task.exception()   # consumed, as asyncio does: the caller gets it raised instead
             raise
+        if not task.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return task.result()
+
+    def _last_turn(self) -> None:
+        """The turn asyncio's stop callback would take once the run's task is done: it runs what is
+        ready now, and the timers due now; when there is none, it would do nothing."""
+        scheduled = self._scheduled
+        if self._ready or (scheduled and scheduled[0]._when < self._vtime + self._clock_resolution):
+            self._stopping = True
+            self._run_once()
+
+    def _idle_now(self) -> bool:
+        """Nothing would run in the next iteration before a task created now: no ready callback,
+        no timer due, on the in-memory fast path."""
+        if (self._ready or self._after_current or self._stopping or self._debug
+                or self._selector.registered > 1):  # type: ignore[attr-defined]
+            return False
+        scheduled = self._scheduled
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
+        return not scheduled or scheduled[0]._when >= self._vtime + self._clock_resolution
+
+    def run_directly(self, coro: Coroutine[Any, Any, T]) -> T:
+        """:meth:`run_until_complete` for a coroutine of code that needs no task of its own before it
+        first waits (no ``asyncio.timeout``, no ``current_task()``): the simulation facade's calls.
+        When the loop is idle, that first step runs with no task at all (see :meth:`_run_directly`);
+        otherwise, or on a coroutine that is not one, it is ``run_until_complete``."""
+        if (coro.__class__ is not _CoroutineType or self._task_factory is not None or self._closed  # type: ignore[attr-defined]
+                or self._thread_id is not None or _get_running_loop() is not None or not self._idle_now()):  # type: ignore[attr-defined]
+            return self.run_until_complete(coro)
+        return self._run_directly(coro)
+
+    def _run_directly(self, coro: Any) -> Any:
+        """:meth:`run_until_complete` of ``coro`` when the loop is idle, without a task as long as it
+        does not suspend. Its first step is exactly what the next iteration would run first (the new
+        task's step, nothing before it): it runs now, as a callback of that iteration, followed by
+        what it asked to run after it; a coroutine that finishes there needs no task, no handle and
+        no loop turn (a simulated sale that never waits). One that suspends is handed to a task
+        whose first step takes the future it waits on at once — where its own task would have
+        registered its wake-up — and the run goes on as usual."""
+        old_hooks = sys.get_asyncgen_hooks()
+        task: asyncio.Task[Any] | None = None
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            self._thread_id = threading.get_ident()  # type: ignore[attr-defined]
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+                                   finalizer=self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
+            asyncio.events._set_running_loop(self)
+            after = self._after_current
+            self._in_fast_callback = True
+            try:
+                try:
+                    yielded = coro.send(None)
+                except StopIteration as stop:
+                    result = stop.value
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    error = exc
+                else:
+                    task = asyncio.Task(_Resume(coro, yielded).run(), loop=self)
+                    task._log_destroy_pending = False  # type: ignore[attr-defined]
+                    self._ready.pop()._run()   # its first step: waits on what the coroutine yielded
+                if after:
+                    self._run_after_current(after)
+            finally:
+                self._in_fast_callback = False
+                if self._wake_inline:
+                    self.wake_inline(False)
+                if after:
+                    for callback, args, context in after:
+                        self.call_soon(callback, *args, context=context)
+                    after.clear()
+            if task is not None and not task.done():
+                return self._run_task(task)
+            self._last_turn()
+            if task is not None:
+                return task.result()
         finally:
             self._stopping = False
             self._thread_id = None  # type: ignore[attr-defined]
             asyncio.events._set_running_loop(None)
             sys.set_asyncgen_hooks(*old_hooks)
-        if not task.done():
-            raise RuntimeError("Event loop stopped before Future completed.")
-        return task.result()
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None
+        return result
 
     def _run_once(self) -> None:
         """One iteration, as asyncio's, minus what a pure in-memory simulation never needs: no
@@ -361,23 +468,30 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                 after.clear()
         handle = None  # break cycles when an exception occurred
 
-    def _run_after_current(self, after: list[tuple[Callable[..., Any], tuple[Any, ...], Any]]) -> None:
-        i = 0
-        try:
-            while i < len(after):   # callbacks may add more: they run in order, after these
-                callback, args, context = after[i]
-                i += 1
-                try:
-                    if context is None:
-                        callback(*args)
-                    else:
-                        context.run(callback, *args)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._callback_failed(callback, exc, None)
-        finally:
-            del after[:i]
+    def _run_after_current(self, after: deque[tuple[Callable[..., Any], tuple[Any, ...], Any]]) -> None:
+        popleft = after.popleft
+        while after:   # callbacks may add more: they run in order, after these
+            callback, args, context = popleft()
+            try:
+                if context is None:
+                    callback(*args)
+                else:
+                    context.run(callback, *args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._callback_failed(callback, exc, None)
+
+    def nothing_due(self) -> bool:
+        """True when, once the callback now running returns, the loop's next step would be whatever
+        that callback schedules with ``call_soon`` now: nothing is ready, nothing is to run after the
+        current callback, the loop is not stopping, and it runs on its in-memory fast path (no real
+        file descriptor to poll first). Then doing that work at once, at the very end of the current
+        callback, runs everything in the same order as scheduling it would — the host's group commit
+        uses this to commit a lone request without a loop turn (a group only forms when something
+        else is due at the same time)."""
+        return (self._in_fast_callback and not self._ready and not self._after_current
+                and not self._wake_inline and not self._stopping)
 
     def _callback_failed(self, callback: Any, exc: BaseException, handle: Any) -> None:
         context: dict[str, Any] = {"message": f"Exception in callback {callback!r}", "exception": exc}
@@ -414,6 +528,41 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                      if frames else "not started")
             lines.append(f"  task {task.get_name()!r} waiting at {where}")
         return "\n".join(lines)
+
+
+class _Resume:
+    """The rest of a coroutine that has started and is suspended on ``first`` (what it yielded), as
+    an awaitable a task can run: the task waits on ``first``, then drives the coroutine on."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    async def run(self) -> Any:
+        return await self
+
+    def __await__(self) -> Any:
+        coro = self.coro
+        pending = self.first
+        self.first = None
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:   # thrown in by the task (cancellation)
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 def new_virtual_loop(start: float = 0.0) -> VirtualEventLoop:

@@ -277,7 +277,9 @@ class Simulation:
         return self._exported
 
     def _run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
+        # (Terminal and host code never needs a task of its own: a sale that never waits runs with
+        # none — VirtualEventLoop.run_directly.)
+        return self.loop.run_directly(coro)
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass, with everything in flight running meanwhile."""
@@ -307,21 +309,25 @@ class Simulation:
             link.keep_wire_bytes = False
         term_end, host_end = link.terminal_end, link.host_end
         links = self._links
-        if len(links) >= 32:   # forget connections that are over (crashes and power cuts walk this list)
+        # Forget connections that are over (crashes and power cuts walk this list): the last one
+        # usually is, and once dropped its objects are freed at once (they form no cycle).
+        while links and links[-1][2]._done:
+            links.pop()
+        if len(links) >= 32:
             links[:] = [entry for entry in links if not entry[2]._done]
         links.append((term_end, host_end, link))
-        loop = self.loop
-        coro = self._world.serve(host_end)
-        serve = (asyncio.Task(coro, loop=loop, name=f"host-conn-{number}") if loop._task_factory is None
-                 else loop.create_task(coro, name=f"host-conn-{number}"))
-        # The host side starts serving once the first frame (or the close) reaches its end, in the
-        # same loop iteration, instead of one turn after the connect to find nothing to read yet.
-        link.on_first_input = loop.start_later(serve)
+        # The host side is served with no task: it handles what reaches its end from the link's
+        # callbacks, starting once the first frame (or the close) gets there, in the same loop
+        # iteration (host_sim.serve.DirectServer).
+        link.on_first_input = self._world.serve_direct(host_end)
+        return term_end
+
+    def _host_task(self, task: asyncio.Task[Any]) -> None:
+        """A task serving a connection (one that had to wait: issuer_slow), cancelled at shutdown."""
         tasks = self._host_tasks
         if len(tasks) >= 32:
             tasks[:] = [task for task in tasks if not task.done()]
-        tasks.append(serve)
-        return term_end
+        tasks.append(task)
 
     # -- power and crashes -------------------------------------------------------------------------------
     def power_cycle(self, target: str = "terminal", at: str | None = None, off_for: float = 5.0) -> None:

@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import pathlib
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -144,7 +145,55 @@ _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _VALUE_SEP, _BODY_SEP = "\x1f", "\x1e"
 
 
+_LAYOUTS: dict[tuple[int, ...], tuple[str, tuple[int, ...], int]] = {}
+
+
 def encode_fields(msg: Message) -> str:
+    """:func:`encode_fields_general`, from a per-layout cache for the usual request: the field
+    numbers, which positions are not stored and where field 55's bytes sit are worked out once
+    per set of field numbers; then only the values are joined (equivalence is tested)."""
+    fields = msg.fields
+    layout = tuple(fields)
+    found = _LAYOUTS.get(layout)
+    if found is None:
+        if len(_LAYOUTS) > 256:
+            _LAYOUTS.clear()
+        found = _LAYOUTS[layout] = _layout_plan(layout)
+    head, drop, icc = found
+    values = list(fields.values())
+    if icc >= 0:
+        value = values[icc]
+        if value.__class__ is not bytes:
+            return encode_fields_general(msg)
+        values[icc] = value.hex()
+    for index in drop:   # descending positions
+        del values[index]
+    try:
+        body = _VALUE_SEP.join(values)
+    except TypeError:   # a value that is not text
+        return encode_fields_general(msg)
+    if body.count(_VALUE_SEP) != len(values) - 1 or _BODY_SEP in body:
+        return encode_fields_general(msg)
+    return f"{msg.mti}{head}{body}"
+
+
+def _layout_plan(layout: tuple[int, ...]) -> tuple[str, tuple[int, ...], int]:
+    """(`` NUMBERS MARKS\x1e``, positions not stored (descending), position of field 55 among the
+    stored values or -1) of a request with fields ``layout``, as :func:`encode_fields_general`
+    writes it when every stored value is text but field 55's bytes."""
+    kept = [n for n in layout if n not in _NOT_STORED]
+    try:
+        numbers = bytes(kept).hex()
+    except ValueError:  # a field number beyond 255: not a field any dialect has
+        raise TerminalError(f"request: field numbers must be 1..192, got {sorted(layout)}") from None
+    drop = tuple(sorted((i for i, n in enumerate(layout) if n in _NOT_STORED), reverse=True))
+    icc = layout.index(55) if 55 in layout else -1
+    if icc >= 0:
+        icc -= sum(1 for i in drop if i < icc)
+    return f" {numbers} {'55x' if icc >= 0 else '-'}{_BODY_SEP}", drop, icc
+
+
+def encode_fields_general(msg: Message) -> str:
     """A request as text for the journal, without track data, PIN block or MAC.
 
     Layout (schema 3): ``MTI NUMBERS MARKS\x1eVALUE\x1fVALUE...`` — NUMBERS are the field numbers
@@ -240,6 +289,17 @@ def _receipt_text(stored: str, row: tuple[Any, ...]) -> str:
     tid, kind, amount, card, entry, batch, rc, auth, rrn, outcome, mode = row
     return render_receipt(merchant, mid, tid, kind, amount, currency, card, entry, stan, batch, rc, auth, rrn, when,
                           outcome, mode == "offline")
+
+
+_TOKEN = re.compile(r"[0-9A-Za-z_.*-]{1,40}")
+
+
+def _literal(value: Any) -> str | None:
+    """``value`` as an SQL text literal when it is a plain token (digits, letters, ``_.*-``), else
+    None (then it is bound): the only values inlined into a statement's text."""
+    if value.__class__ is str and _TOKEN.fullmatch(value):
+        return f"'{value}'"
+    return None
 
 
 _RECEIPT_COLUMNS = "tid, kind, amount, card, entry, batch, rc, auth_code, rrn, outcome, mode"
@@ -368,6 +428,8 @@ class Journal:
         self._maybe_advices = True     # cleared when a query finds none, set by any write that adds one
         (self._receipt_seq,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM receipts").fetchone()
         self._batch_first = self._find_batch_first()
+        self._insert_sql: dict[tuple[Any, ...], str] = {}
+        self._decide_sql: dict[tuple[Any, ...], str] = {}
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -514,13 +576,22 @@ class Journal:
         f60 = fields.get(60)
         req_batch = self._batch_text if f60 is None else _batch_of(request, batch)
         if original is None and mode == "online" and not advice:
-            # The usual online attempt: constant columns are literals in the statement.
-            cur = self._conn.execute(
-                "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, created_at, mti, stan, f7,"
-                " req_batch, stan_seq, request, reversal) VALUES (?,?,'online',?,?,?,?,?,?,?,?,?,?,?,?)",
-                (tid, kind, amount, card, entry, batch, at, request.mti, stan,
-                 f7 if f7.__class__ is str else str(f7), req_batch, seq, encode_fields(request),
-                 "armed" if arm_reversal else "none"))
+            # The usual online attempt: the columns that are the same attempt after attempt (TID,
+            # kind, entry, batch, MTI, reversal state) are literals of a statement made once per
+            # combination; what differs per attempt is bound.
+            key = (tid, kind, entry, batch, request.mti, req_batch, arm_reversal)
+            sql = self._insert_sql.get(key)
+            if sql is None:
+                sql = self._attempt_sql(key)
+            if sql:
+                cur = self._conn.execute(sql, (amount, card, at, stan, f7 if f7.__class__ is str else str(f7), seq,
+                                               encode_fields(request)))
+            else:   # a value that is not a plain token: everything bound
+                cur = self._conn.execute(
+                    "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, created_at, mti, stan, f7,"
+                    " req_batch, stan_seq, request, reversal) VALUES (?,?,'online',?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (tid, kind, amount, card, entry, batch, at, request.mti, stan, str(f7), req_batch, seq,
+                     encode_fields(request), "armed" if arm_reversal else "none"))
         else:
             cur = self._conn.execute(
                 "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, original, created_at, mti, stan,"
@@ -533,6 +604,22 @@ class Journal:
         if advice:
             self._maybe_advices = True
         return attempt
+
+    def _attempt_sql(self, key: tuple[Any, ...]) -> str:
+        """The INSERT of an online attempt with ``key``'s values as literals (bound instead when
+        one is not a plain token), remembered per key (a handful per terminal)."""
+        tid, kind, entry, batch, mti, req_batch, armed = key
+        texts = [_literal(tid), _literal(kind), _literal(entry), str(int(batch)), _literal(mti), _literal(req_batch)]
+        if len(self._insert_sql) > 32:
+            self._insert_sql.clear()
+        if None in texts:
+            self._insert_sql[key] = ""
+            return ""
+        sql = ("INSERT INTO attempts (amount, card, created_at, stan, f7, stan_seq, request, tid, kind, mode, entry,"
+               " batch, mti, req_batch, reversal) VALUES (?,?,?,?,?,?,?,{},{},'online',{},{},{},{},{})".format(
+                   *texts, "'armed'" if armed else "'none'"))
+        self._insert_sql[key] = sql
+        return sql
 
     def begin_local(self, *, tid: str, kind: str, amount: int, pan: str, entry: str, request: Message, at: float,
                     mode: str, original: int | None, receipt: str, auth_code: str | None) -> int:
@@ -580,7 +667,13 @@ class Journal:
         if reversal_reason is None and request is None and void_original is None:
             # The usual decision (a trustworthy answer): nothing to keep from before but the
             # reason, request and (when ``reversal`` is None) reversal state already stored.
-            if reversal is None:
+            key = (outcome, rc, detail, in_batch, reversal)
+            sql = self._decide_sql.get(key)
+            if sql is None:
+                sql = self._decision_sql(key)
+            if sql:   # what is the same decision after decision (outcome, rc, ...) is in the text
+                self._conn.execute(sql, (auth_code, rrn, at, receipt, attempt))
+            elif reversal is None:
                 self._conn.execute(
                     "UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
                     " in_batch = ?, receipt = ? WHERE id = ?",
@@ -604,6 +697,23 @@ class Journal:
                     c.execute("UPDATE attempts SET voided = 1, in_batch = 0 WHERE id = ?", (void_original,))
         if reversal is not None and reversal not in ("armed", "pending"):
             self._open_reversals.discard(attempt)
+
+    def _decision_sql(self, key: tuple[Any, ...]) -> str:
+        """The usual decision's UPDATE with ``key``'s values (outcome, rc, detail, in_batch,
+        reversal) as literals, or "" when one is not a plain token (then all are bound)."""
+        outcome, rc, detail, in_batch, reversal = key
+        texts = [_literal(outcome), "NULL" if rc is None else _literal(rc),
+                 "NULL" if detail is None else _literal(detail)]
+        if len(self._decide_sql) > 32:
+            self._decide_sql.clear()
+        if None in texts or (reversal is not None and _literal(reversal) is None):
+            self._decide_sql[key] = ""
+            return ""
+        sql = ("UPDATE attempts SET outcome = {}, rc = {}, detail = {}, in_batch = {}, auth_code = ?, rrn = ?,"
+               " decided_at = ?, receipt = ?{} WHERE id = ?").format(
+                   *texts, 1 if in_batch else 0, "" if reversal is None else f", reversal = {_literal(reversal)}")
+        self._decide_sql[key] = sql
+        return sql
 
     def set_reversal(self, attempt: int, state: str, *, reason: str | None = None, at: float | None = None,
                      request: Message | None = None) -> None:
@@ -640,8 +750,12 @@ class Journal:
         """Record one print (or failed print: ``status`` is the fault) of a receipt for ``attempt``."""
         seq = self._receipt_seq + 1
         if copy == "original" and status == "printed":   # the usual print
-            self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
-                               " VALUES (?,?,'original','printed',?,?)", (attempt, seq, outcome, at))
+            if outcome == "approved":
+                self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
+                                   " VALUES (?,?,'original','printed','approved',?)", (attempt, seq, at))
+            else:
+                self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
+                                   " VALUES (?,?,'original','printed',?,?)", (attempt, seq, outcome, at))
         else:
             self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at) VALUES (?,?,?,?,?,?)",
                                (attempt, seq, copy, status, outcome, at))

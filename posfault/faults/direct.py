@@ -16,6 +16,13 @@ right after its current step on :class:`~posfault.clock.VirtualEventLoop` (``cal
 on the next turn on another loop — so the sender's own "sent" event comes first in the trace, as
 with a pumped link. :func:`posfault.faults.faulty_pipe` uses this class unless ``latency`` or
 ``idle_timeout`` is asked for (those need the pumped link's per-hop timing).
+
+A reader about to wait on an empty end (the terminal waiting for its answer) first runs, itself,
+what the loop would run next anyway once it yields — this link's drain, the host side's step
+(``host_sim.serve.DirectServer``), the drain of the answer — as long as those callbacks can arm no
+timer and start no task (no fault rule, no delayed delivery pending). When the answer is then
+queued, ``recv`` returns it with no future, no timer and no loop turn; the order of everything is
+the one the loop would have produced (``tests/sim/test_fast_paths.py`` runs both).
 """
 
 from __future__ import annotations
@@ -38,7 +45,6 @@ from iso8583.framing import (
     length_prefix,
 )
 
-from ..clock import VirtualEventLoop
 from .link import FaultLink, decide_and_record, record_delivery
 from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
 
@@ -61,9 +67,94 @@ def _deliver_event(link: str, direction: str, conn: int | None, frame: bytes) ->
             "size": len(frame), "frame": frame}
 
 
+class _EndedLink:
+    """What the ends of a finished :class:`DirectLink` refer to instead of it: what they read of
+    their link once it is done."""
+
+    _done = True
+    _loop = None
+    _wake_inline = None
+
+    @staticmethod
+    def _input(direction: str, item: Any, raw: bool) -> None:
+        pass   # as DirectLink._input once done
+
+
+_ENDED = _EndedLink()
+
+
 def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_result(_EXPIRED)
+
+
+class _Woken:
+    """The reader's stand-in waiter while :func:`_pump` runs the callbacks queued after the current
+    one: completing it records where the reader's wake-up would have been queued then (how many
+    callbacks were queued before it)."""
+
+    __slots__ = ("after", "before")
+
+    def __init__(self, after: Any) -> None:
+        self.after = after
+        self.before: int | None = None
+
+    def done(self) -> bool:
+        return self.before is not None
+
+    def set_result(self, _value: Any) -> None:
+        self.before = len(self.after)
+
+
+def _pump_safe(callback: Any) -> bool:
+    """Whether ``callback``, queued to run after the current one, may run inside a reader's step:
+    it starts no task step and arms no timer (so nothing changes order). A direct link's drain when
+    no rule, black hole or delayed delivery can make it arm a timer; a callback marked
+    ``pump_safe`` (the host side's :class:`host_sim.serve.DirectServer` step)."""
+    if getattr(callback, "__func__", None) is _DRAIN:
+        link = callback.__self__
+        plan = link.plan
+        return not plan.rules and not link._outboxes and link._loop.time() >= plan.blackhole_until
+    return getattr(callback, "pump_safe", False)
+
+
+def _pump(loop: Any, after: Any, inbox: Inbox) -> None:
+    """Run the safe callbacks queued after the current one (a reader's step, about to wait on an
+    empty ``inbox``) until the inbox is woken — a frame, the end, an error — or an unsafe one is
+    next, exactly as the loop would run them once the reader yields. When woken, the callbacks
+    queued before the reader's wake-up would have been still run first; those after it stay queued
+    (they would run after the reader's step anyway)."""
+    woken = _Woken(after)
+    inbox._waiter = woken  # type: ignore[assignment]
+    try:
+        while after:
+            callback = after[0][0]
+            if not _pump_safe(callback):
+                break
+            _, args, _context = after.popleft()
+            try:
+                callback(*args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                loop._callback_failed(callback, exc, None)
+            before = woken.before
+            if before is not None:
+                # (The link's own callbacks queue nothing ahead of the reader's wake-up: a drain
+                # writes one direction's frames, the host side runs after it. Run them if any.)
+                while before and after and _pump_safe(after[0][0]):
+                    callback, args, _context = after.popleft()
+                    before -= 1
+                    try:
+                        callback(*args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        loop._callback_failed(callback, exc, None)
+                break
+    finally:
+        if inbox._waiter is woken:
+            inbox._waiter = None
 
 
 class _End(MemoryChannel):
@@ -103,7 +194,18 @@ class _End(MemoryChannel):
             raise ChannelClosed(f"{self.name}: channel is closed")
         if timeout is ...:
             timeout = self.idle_timeout
-        loop = self._link._loop
+        link = self._link
+        loop = link._loop
+        if (link._wake_inline is not None and loop._in_fast_callback and not loop._wake_inline  # type: ignore[attr-defined]
+                and inbox._waiter is None and not inbox.eof):
+            after = loop._after_current  # type: ignore[attr-defined]
+            if after and _pump_safe(after[0][0]):
+                # What runs next anyway — this link handing the frame over, the host side answering
+                # it (host_sim.serve.DirectServer), the answer handed back — runs now, in order: when
+                # the answer is back, no future, no timer and no loop turn are needed to wait for it.
+                _pump(loop, after, inbox)
+                if frames:
+                    return frames.popleft()
         while not frames:
             waiter = inbox.arm_waiter(loop, self.name)
             if timeout is None:    # the host side: wait for the next frame or the end
@@ -152,6 +254,10 @@ class _End(MemoryChannel):
         self._link._input(self._out, bytes(data), True)
 
     async def close(self) -> None:
+        self.close_nowait()
+
+    def close_nowait(self) -> None:
+        """:meth:`close` without the coroutine (nothing here waits)."""
         if self._closed:
             return
         self._closed = True
@@ -316,12 +422,12 @@ class DirectLink(FaultLink):
         # virtual loop (no extra iteration), on the next turn elsewhere.
         # A reader woken by what the link writes continues right after the link's callback (same
         # loop iteration) on the virtual loop; elsewhere, on the next turn as usual.
-        if isinstance(loop, VirtualEventLoop):
-            self._defer = loop.call_after_current
-            self._wake_inline: Callable[[bool], bool] | None = loop.wake_inline
+        hooks = getattr(loop, "link_hooks", None)
+        if hooks is not None:   # a VirtualEventLoop
+            self._defer, self._wake_inline = hooks
         else:
             self._defer = loop.call_soon
-            self._wake_inline = None
+            self._wake_inline: Callable[[bool], bool] | None = None
 
     def _outbox(self, direction: str) -> _Outbox:
         outbox = self._outboxes.get(direction)
@@ -530,6 +636,10 @@ class DirectLink(FaultLink):
         if start is not None:   # ended before any input (stopped): the serving side still sees the end
             self.on_first_input = None
             start()
+        # The ends no longer reach the link (it reaches them, for who inspects it): the connection's
+        # objects form no reference cycle, so they are freed as soon as nobody holds them, without
+        # waiting for (and feeding) the garbage collector — one connection per simulated sale.
+        self.terminal_end._link = self.host_end._link = _ENDED  # type: ignore[assignment]
 
     # -- FaultLink's control surface ----------------------------------------------------------------------
     def start(self) -> asyncio.Future[None]:  # type: ignore[override]
@@ -548,6 +658,9 @@ class DirectLink(FaultLink):
 
     def __repr__(self) -> str:
         return f"<DirectLink {self.name!r} {self.plan!r} counts={self.counts}>"
+
+
+_DRAIN = DirectLink._drain
 
 
 def direct_pipe(plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",

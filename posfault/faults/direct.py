@@ -118,6 +118,18 @@ def _pump_safe(callback: Any) -> bool:
     return getattr(callback, "pump_safe", False)
 
 
+def _run_next(loop: Any, after: Any) -> None:
+    """Run the first callback queued after the current one, as the loop would run it (a failure
+    goes to the loop's exception handler, not to the reader whose step pumps it)."""
+    callback, args, _context = after.popleft()
+    try:
+        callback(*args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        loop._callback_failed(callback, exc, None)
+
+
 def _pump(loop: Any, after: Any, inbox: Inbox) -> None:
     """Run the safe callbacks queued after the current one (a reader's step, about to wait on an
     empty ``inbox``) until the inbox is woken — a frame, the end, an error — or an unsafe one is
@@ -128,29 +140,16 @@ def _pump(loop: Any, after: Any, inbox: Inbox) -> None:
     inbox._waiter = woken  # type: ignore[assignment]
     try:
         while after:
-            callback = after[0][0]
-            if not _pump_safe(callback):
+            if not _pump_safe(after[0][0]):
                 break
-            _, args, _context = after.popleft()
-            try:
-                callback(*args)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                loop._callback_failed(callback, exc, None)
+            _run_next(loop, after)
             before = woken.before
             if before is not None:
                 # (The link's own callbacks queue nothing ahead of the reader's wake-up: a drain
                 # writes one direction's frames, the host side runs after it. Run them if any.)
                 while before and after and _pump_safe(after[0][0]):
-                    callback, args, _context = after.popleft()
                     before -= 1
-                    try:
-                        callback(*args)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        loop._callback_failed(callback, exc, None)
+                    _run_next(loop, after)
                 break
     finally:
         if inbox._waiter is woken:

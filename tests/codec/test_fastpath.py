@@ -13,7 +13,6 @@ flipped, cut, extended; values of the wrong type, length or characters):
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -25,14 +24,10 @@ from iso8583.codec import _codec_for, _decode_general
 from iso8583.fastpath import compile_fast_decoder, compile_fast_encoder
 from iso8583.strategies import messages
 
-from .test_properties import NAMES, SPECS
+from .test_properties import NAMES, SPECS, decode_outcome, fresh
 
 _BAD_VALUES = ["", "x" * 1000, "12\u00e9", "\u0663\u0663", "12 34", "1=2D", b"\x00", b"", bytearray(b"12"), 7, None,
                "ab", "\x7f", "0" * 19]
-
-
-def _fresh(spec: Any) -> Any:
-    return dataclasses.replace(spec, _codec=None)
 
 
 def _general_decode(spec: Any, data: bytes) -> Any:
@@ -43,7 +38,7 @@ def _general_decode(spec: Any, data: bytes) -> Any:
 
 
 def _general_encode(spec: Any, msg: Message) -> Any:
-    cold = _fresh(spec)
+    cold = fresh(spec)
     try:
         return encode(msg, cold)   # a cold spec has no fast path: the first encode is the general one
     except EncodeError as exc:
@@ -83,7 +78,7 @@ def test_fast_decode_accepts_only_what_the_general_path_accepts_with_the_same_me
     @settings(max_examples=60)
     @given(messages(spec), st.data())
     def check(msg: Message, data: st.DataObject) -> None:
-        warm = _fresh(spec)
+        warm = fresh(spec)
         fast_dec, _, encoded = _fast_functions(warm, msg)
         assert fast_dec(encoded) == msg == _general_decode(warm, encoded)
         codec = _codec_for(warm)
@@ -94,7 +89,7 @@ def test_fast_decode_accepts_only_what_the_general_path_accepts_with_the_same_me
             got = fast_dec(mutated)
             if got is not None:
                 assert got == _general_decode(warm, mutated)
-                assert [type(v) for v in got.fields.values()] == [type(v) for v in decode(mutated, _fresh(spec)).fields.values()]
+                assert [type(v) for v in got.fields.values()] == [type(v) for v in decode(mutated, fresh(spec)).fields.values()]
 
     check()
 
@@ -106,7 +101,7 @@ def test_fast_encode_gives_the_general_bytes_or_hands_over(name: str) -> None:
     @settings(max_examples=60)
     @given(messages(spec), st.data())
     def check(msg: Message, data: st.DataObject) -> None:
-        warm = _fresh(spec)
+        warm = fresh(spec)
         _, fast_enc, encoded = _fast_functions(warm, msg)
         mti = _codec_for(warm).mti_enc[msg.mti]
         assert fast_enc(msg.fields, mti) == encoded
@@ -128,22 +123,16 @@ def test_warm_spec_raises_exactly_the_cold_errors(name: str) -> None:
     """Through the public API: with the fast paths live, every outcome is the cold spec's."""
     spec = SPECS[name]
 
-    def dec_outcome(spec_obj: Any, data: bytes) -> Any:
-        try:
-            return decode(data, spec_obj)
-        except DecodeError as exc:
-            return ("error", str(exc), exc.field, exc.offset)
-
     @settings(max_examples=40)
     @given(messages(spec), st.data())
     def check(msg: Message, data: st.DataObject) -> None:
-        warm = _fresh(spec)
+        warm = fresh(spec)
         encoded = encode(msg, warm)
         for _ in range(4):   # warm: per-bitmap plans, then the whole-message functions
             assert encode(msg, warm) == encoded
             assert decode(encoded, warm) == msg
         for mutated in _mutations(encoded, data.draw):
-            assert dec_outcome(warm, mutated) == dec_outcome(_fresh(spec), mutated)
+            assert decode_outcome(warm, mutated) == decode_outcome(fresh(spec), mutated)
         if msg.fields:
             bad = msg.copy()
             bad.fields[data.draw(st.sampled_from(sorted(msg.fields)))] = data.draw(st.sampled_from(_BAD_VALUES))
@@ -160,7 +149,7 @@ def test_warm_spec_raises_exactly_the_cold_errors(name: str) -> None:
 def test_a_sale_layout_takes_the_fast_path() -> None:
     """The layouts a terminal repeats do get whole-message functions (else the speed-up is lost)."""
     for name in ("iso87ascii", "unionpay_pos"):
-        spec = _fresh(SPECS[name])
+        spec = fresh(SPECS[name])
         fields = {2: "6217000000000022", 3: "000000", 4: "000000000001", 11: "000002", 22: "021", 25: "00",
                   41: "10000001", 42: "100000000000001", 49: "156", 52: bytes(8)}
         msg = Message("0200", fields)

@@ -174,16 +174,18 @@ def fresh(spec):
     return dataclasses.replace(spec, _codec=None)
 
 
+def decode_outcome(spec, data: bytes):
+    """What ``decode`` gives for ``data``: the message, or the error's text, field and offset."""
+    try:
+        return decode(data, spec)
+    except DecodeError as exc:
+        return ("error", str(exc), exc.field, exc.offset)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_generated_plans_behave_exactly_like_the_field_closures(name: str) -> None:
     """A bitmap seen often gets generated code; its results and errors must match the cold path."""
     spec = SPECS[name]
-
-    def outcome(spec_obj, data: bytes):
-        try:
-            return decode(data, spec_obj)
-        except DecodeError as exc:
-            return ("error", str(exc), exc.field, exc.offset)
 
     @settings(max_examples=60)
     @given(messages(spec), st.data())
@@ -198,7 +200,7 @@ def test_generated_plans_behave_exactly_like_the_field_closures(name: str) -> No
         raw[index] ^= 1 << data.draw(st.integers(0, 7))
         mutated = bytes(raw)
         cold = fresh(spec)
-        assert outcome(warm, mutated) == outcome(cold, mutated)
+        assert decode_outcome(warm, mutated) == decode_outcome(cold, mutated)
         bad = msg.copy()
         number = data.draw(st.sampled_from(sorted(msg.fields))) if msg.fields else None
         if number is not None:

@@ -122,10 +122,7 @@ class _Requests:
                     drained, self.drained = self.drained, None
                     drained()
 
-        if last:
-            host.after_commit(committed, last=True)
-        else:
-            host.after_commit(committed)
+        host.after_commit(committed, last=last)
         return True
 
     async def run(self) -> None:

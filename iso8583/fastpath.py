@@ -435,7 +435,8 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
         var = f"J{cls}"
         lines.append(f"        {var} = {joined}")
         cond = f"{var}.isascii() and {var}.{method}()"
-        if cls == "dig":
+        if cls == "dig":   # bytes.isdigit: a table lookup per character, str.isdigit a Unicode query
+            cond = f"{var}.isascii() and {var}.encode().isdigit()"
             cond = f"(not {var} or ({cond}))"
         elif cls == "prt":
             cond = f"{var}.isascii() and {var}.isprintable()"

@@ -114,7 +114,7 @@ def test_a_connection_closed_or_stopped_before_any_frame_still_ends_its_host_sid
             first = await sim.connect()
             await first.close()
             await sim.connect()
-            await sim._links[-1][2].stop()
+            await sim._links[-1].stop()
             await asyncio.sleep(1)
 
         sim._run(main())

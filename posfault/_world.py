@@ -166,7 +166,17 @@ class World:
         kwargs["use_mac"] = self.sim.mac
         return Terminal(TerminalConfig(**kwargs), journal=self.journal, connector=self.sim.connect,
                         printer=self.printer, clock=self.sim.clock, rng=self.sim.rng,
-                        events=self.sim.trace.record_owned, on_step=self.sim.on_step, tmk=_test_tmk())
+                        events=self.sim.trace.record_owned, on_step=self._step_hook(), tmk=_test_tmk())
+
+    def _step_hook(self) -> Any:
+        """The terminal's step hook: Simulation.on_step while a power cut is armed, else none — the
+        hook does nothing at a step without a cut, and an unhooked step costs the terminal nothing
+        (five steps per sale)."""
+        return self.sim.on_step if self.sim._armed else None
+
+    def watch_steps(self) -> None:
+        """Hook or unhook the terminal's steps, now that a cut was armed or has fired (see _step_hook)."""
+        self.terminal.on_step = self._step_hook()
 
     async def start(self) -> None:
         """Start of day: sign on, so that PIN blocks (and MACs, when on) have working keys."""

@@ -174,6 +174,7 @@ class Simulation:
         self.tid = tid
         self.rng = random.Random(seed)
         self.loop = new_virtual_loop()
+        self._run = self.loop.run_directly  # type: ignore[method-assign]   # (see _run): no extra call per sale
         self.clock = VirtualClock(self.loop, epoch)
         self.epoch = epoch
         self.wire = _make_wire(dialect)
@@ -277,8 +278,9 @@ class Simulation:
         return self._exported
 
     def _run(self, coro: Any) -> Any:
-        # (Terminal and host code never needs a task of its own: a sale that never waits runs with
-        # none — VirtualEventLoop.run_directly.)
+        """Run ``coro`` to its end on the simulation's loop. (Terminal and host code never needs a
+        task of its own: a sale that never waits runs with none — VirtualEventLoop.run_directly.
+        Each instance binds ``_run`` straight to it; this method documents it.)"""
         return self.loop.run_directly(coro)
 
     def advance(self, seconds: float) -> None:
@@ -357,12 +359,15 @@ class Simulation:
         if at not in POWER_STEPS:
             raise SimulationError(f"power_cycle at={at!r}: expected one of {list(POWER_STEPS)}")
         self._armed["terminal"] = (at, off_for)
+        self._world.watch_steps()
 
     def on_step(self, step: str, attempt: Any) -> None:
-        """Called by the terminal at its named steps; raises its PowerCut when a cut is armed there."""
+        """Called by the terminal at its named steps; raises its PowerCut when a cut is armed there.
+        (The terminal calls it only while a cut is armed: World.watch_steps.)"""
         armed = self._armed.get("terminal")
         if armed is not None and armed[0] == step:
             del self._armed["terminal"]
+            self._world.watch_steps()
             self.emit({"actor": "sim", "target": "terminal", "kind": "power_cut", "step": step,
                        "attempt": attempt, "detail": f"power cut at {step}"})
             self._world.pending_power_off = armed[1]

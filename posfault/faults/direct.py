@@ -600,32 +600,36 @@ class DirectLink(FaultLink):
             # No rule can act: the plan would forward it untouched (what FaultPlan.decide says).
             counts = self.counts
             counts["forward"] = counts.get("forward", 0) + 1
-            record = self._record
-            lazy = self._record_lazy
-            if lazy is not None:
-                lazy(_forward_event, self.name, direction, self.conn, frame)
-            elif record is not None:
-                record(_forward_event(self.name, direction, self.conn, frame))
-            if outbox is not None and outbox.pending:
-                outbox.put(Delivery(0.0, frame))
-                return
             inbox = dst.inbox
-            if dst._closed or inbox.eof or dst._deframer is not None or len(frame) > dst._max_length:
-                self._write_one(direction, dst, frame, False, "")
+            if ((outbox is not None and outbox.pending) or dst._closed or inbox.eof or dst._deframer is not None
+                    or len(frame) > dst._max_length):
+                record = self._record
+                lazy = self._record_lazy
+                if lazy is not None:
+                    lazy(_forward_event, self.name, direction, self.conn, frame)
+                elif record is not None:
+                    record(_forward_event(self.name, direction, self.conn, frame))
+                if outbox is not None and outbox.pending:
+                    outbox.put(Delivery(0.0, frame))
+                else:
+                    self._write_one(direction, dst, frame, False, "")
                 return
             # What _write_one does for a frame the receiving end can take as it is: queue it and
             # wake the reader (Inbox.put, spelt out: the inbox is open, as checked just above — an
-            # error always comes with eof), record the delivery.
+            # error always comes with eof); then the "recv" and "deliver" events, together (no
+            # event can come between them: waking a reader only schedules it).
             inbox._frames.append(frame)
             waiter = inbox._waiter
             if waiter is not None:
                 inbox._waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-            if lazy is not None:
-                lazy(_deliver_event, self.name, direction, self.conn, frame)
-            elif record is not None:
-                record(_deliver_event(self.name, direction, self.conn, frame))
+            pair = self._record_lazy_pair
+            if pair is not None:
+                pair(_forward_event, _deliver_event, self.name, direction, self.conn, frame)
+            elif self._record is not None:
+                self._record(_forward_event(self.name, direction, self.conn, frame))
+                self._record(_deliver_event(self.name, direction, self.conn, frame))
             return
         decision = decide_and_record(self, direction, frame, self._loop.time(), dst.wrap, self._repack)
         if decision.reset:

@@ -194,6 +194,7 @@ class FaultLink:
             getattr(trace, "record_owned", trace) if trace is not None else None)
         # Trace.record_lazy, when the trace has it: the per-message events, built when read.
         self._record_lazy: Callable[..., None] | None = getattr(trace, "record_lazy", None)
+        self._record_lazy_pair: Callable[..., None] | None = getattr(trace, "record_lazy_pair", None)
         self._outboxes: dict[str, Any] = {}
         self._done = False
         self._task: asyncio.Task[None] | None = None

@@ -184,12 +184,14 @@ class DirectServer(_Requests):
     (It is the connection's :class:`_Requests` itself, which a task taking over goes on with.)
     """
 
-    __slots__ = ("_inbox", "_over", "loop", "on_error", "on_task")
+    __slots__ = ("_inbox", "_over", "_start_soon", "loop", "on_error", "on_task")
 
     def __init__(self, host: Host, channel: Any, *, on_error: Callable[[BaseException], None] | None = None,
                  on_task: Callable[[asyncio.Task[Any]], None] | None = None) -> None:
         _Requests.__init__(self, host, channel)
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
+        # where start() schedules the first step (see there), looked up once
+        self._start_soon = getattr(loop, "call_after_current", None) or loop.call_soon
         self._inbox = channel.inbox
         self.on_error = on_error
         self.on_task = on_task
@@ -214,11 +216,7 @@ class DirectServer(_Requests):
     def start(self) -> None:
         """Serve from now on: the first step runs right after the current callback (where a serving
         task started by ``VirtualEventLoop.start_later`` would run), or on the next turn."""
-        after = getattr(self.loop, "call_after_current", None)
-        if after is not None:
-            after(self.wake)
-        else:
-            self.loop.call_soon(self.wake)
+        self._start_soon(self.wake)
 
     def wake(self) -> None:
         """Handle what the inbox holds; then wait again (or end)."""
@@ -299,9 +297,9 @@ class DirectServer(_Requests):
 
 def _body_bytes(frame: bytes, envelope: Any) -> bytes | None:
     """The encoded message inside a frame (after TPDU/header), for MAC checks over received bytes."""
-    size = getattr(envelope, "size", None)
     if envelope is None:
         return frame
+    size = getattr(envelope, "size", None)
     if isinstance(size, int):
         return frame[size:]
     return None

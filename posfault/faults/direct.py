@@ -151,14 +151,15 @@ def _pump(loop: Any, after: Any, inbox: Inbox) -> None:
     empty ``inbox``) until the inbox is woken — a frame, the end, an error — or an unsafe one is
     next, exactly as the loop would run them once the reader yields. When woken, the callbacks
     queued before the reader's wake-up would have been still run first; those after it stay queued
-    (they would run after the reader's step anyway)."""
+    (they would run after the reader's step anyway). The first callback is safe (the caller just
+    checked: it is not asked twice)."""
     woken = _Woken(after)
     inbox._waiter = woken  # type: ignore[assignment]
     try:
-        while after:
-            if not _pump_safe(after[0][0]):
-                break
+        while True:
             _run_next(loop, after)
+            if not after or not _pump_safe(after[0][0]):
+                break
             before = woken.before
             if before is not None:
                 # (The link's own callbacks queue nothing ahead of the reader's wake-up: a drain

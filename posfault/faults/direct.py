@@ -67,6 +67,19 @@ def _deliver_event(link: str, direction: str, conn: int | None, frame: bytes) ->
             "size": len(frame), "frame": frame}
 
 
+def _side_of(link: str, direction: str) -> str:
+    """The link's side that receives what is sent in ``direction`` (as a pumped link's channels are
+    called: events, errors)."""
+    return f"{link}:proxy-t" if direction == TO_HOST else f"{link}:proxy-h"
+
+
+def _closed_event(link: str, direction: str, conn: int) -> dict[str, Any]:
+    """The "closed" event of a link whose sender of ``direction`` closed (what FaultLink._emit
+    records for it)."""
+    return {"actor": "net", "kind": "closed", "link": link, "direction": direction, "conn": conn,
+            "detail": f"{_side_of(link, direction)} closed"}
+
+
 class _EndedLink:
     """What the ends of a finished :class:`DirectLink` refer to instead of it: what they read of
     their link once it is done."""
@@ -165,6 +178,9 @@ class _End(MemoryChannel):
     # tests/runtime/test_channels.py checks that no attribute of a memory channel is missing.
     idle_timeout = None
     _closed = False
+    #: Channel.closed, as a plain attribute kept equal to ``_closed`` (read several times per
+    #: request: whether an answer may still be sent, whether the server goes on).
+    closed = False
     peer = None
     latency = 0.0
     _deframer = None
@@ -259,7 +275,7 @@ class _End(MemoryChannel):
         """:meth:`close` without the coroutine (nothing here waits)."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = self.closed = True
         inbox = self.inbox
         inbox.eof = True
         if inbox._waiter is not None:
@@ -272,7 +288,7 @@ class _End(MemoryChannel):
                 link._defer(link._drain)
 
     async def reset(self) -> None:
-        self._closed = True
+        self._closed = self.closed = True
         self.inbox.fail(ChannelReset(f"{self.name}: connection reset"))
         self._link._input(self._out, _RESET, False)
 
@@ -438,7 +454,7 @@ class DirectLink(FaultLink):
     # Names of the link's own sides, as a pumped link's channels are called (events, errors).
     def _side_name(self, direction: str) -> str:
         """The side that receives what is sent in ``direction``."""
-        return f"{self.name}:proxy-t" if direction == TO_HOST else f"{self.name}:proxy-h"
+        return _side_of(self.name, direction)
 
     def _writer_name(self, direction: str) -> str:
         """The side that writes what travels in ``direction``."""
@@ -466,7 +482,7 @@ class DirectLink(FaultLink):
         inline = self._wake_inline is not None and loop._in_fast_callback and not loop._wake_inline  # type: ignore[attr-defined]
         if inline:
             loop._wake_inline = True  # type: ignore[attr-defined]
-            loop.call_soon = loop._call_soon_after_current  # type: ignore[attr-defined,method-assign]
+            loop.call_soon = loop._call_soon_inline  # type: ignore[attr-defined,method-assign]
         try:
             queue = self._queue
             while queue and not self._done:
@@ -532,9 +548,15 @@ class DirectLink(FaultLink):
             if dst._closed or inbox.eof or dst._deframer is not None or len(frame) > dst._max_length:
                 self._write_one(direction, dst, frame, False, "")
                 return
-            # What _write_one does for a frame the receiving end can take as it is: queue it (which
-            # wakes the reader), record the delivery.
-            inbox.put(frame)
+            # What _write_one does for a frame the receiving end can take as it is: queue it and
+            # wake the reader (Inbox.put, spelt out: the inbox is open, as checked just above — an
+            # error always comes with eof), record the delivery.
+            inbox._frames.append(frame)
+            waiter = inbox._waiter
+            if waiter is not None:
+                inbox._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
             if lazy is not None:
                 lazy(_deliver_event, self.name, direction, self.conn, frame)
             elif record is not None:
@@ -590,15 +612,15 @@ class DirectLink(FaultLink):
         other = TO_TERMINAL if direction == TO_HOST else TO_HOST
         if other in self._outboxes:
             self._outboxes[other].abandon(f"{'terminal' if direction == TO_HOST else 'host'} closed")
-        # self._emit("closed", direction, None, detail=...), spelt out: once per connection
-        counts = self.counts
-        counts["closed"] = counts.get("closed", 0) + 1
-        if self.trace is not None:
-            event: dict[str, Any] = {"actor": "net", "kind": "closed", "link": self.name, "direction": direction}
-            if self.conn is not None:
-                event["conn"] = self.conn
-            event["detail"] = f"{self._side_name(direction)} closed"
-            self._record(event)  # type: ignore[misc]
+        lazy = self._record_lazy
+        if lazy is not None and self.conn is not None:
+            # self._emit("closed", ...) as below, its event built when the trace is read (once per
+            # connection: a simulation opens one per sale)
+            counts = self.counts
+            counts["closed"] = counts.get("closed", 0) + 1
+            lazy(_closed_event, self.name, direction, self.conn)
+        else:
+            self._emit("closed", direction, None, detail=f"{self._side_name(direction)} closed")
         self._finish()
 
     def _stream_error(self, direction: str, exc: Exception) -> None:

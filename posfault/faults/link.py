@@ -176,8 +176,12 @@ class FaultLink:
         self.wire = wire
         self.trace = trace
         self.name = name
-        opener = getattr(trace, "open_connection", None)
-        self.conn: int | None = opener(name).id if opener is not None else None
+        opener = getattr(trace, "connection_id", None)
+        if opener is None:
+            opener = getattr(trace, "open_connection", None)
+            self.conn: int | None = opener(name).id if opener is not None else None
+        else:
+            self.conn = opener(name)
         self.counts: dict[str, int] = {}
         # Trace.record_owned skips the defensive copy (events are built fresh here); any other
         # events callable is called as is.

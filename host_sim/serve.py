@@ -195,6 +195,15 @@ class DirectServer(_Requests):
         self.on_task = on_task
         self._over = False
 
+    def reopen(self) -> bool:
+        """Serve its channel again, once reopened as a new connection (a simulation reuses a
+        finished link with its ends and this server): True when this server ended cleanly — no
+        task took over, nothing owed — and is now as new; False when it cannot be reused."""
+        if not self._over or self.waiting or self.drained is not None or self.tasks is not None:
+            return False
+        self._over = False
+        return True
+
     # The inbox's waiting reader (what Inbox.put and Inbox.fail complete).
     def done(self) -> bool:
         return False

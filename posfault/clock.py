@@ -348,21 +348,18 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     def run_directly(self, coro: Coroutine[Any, Any, T]) -> T:
         """:meth:`run_until_complete` for a coroutine of code that needs no task of its own before it
         first waits (no ``asyncio.timeout``, no ``current_task()``): the simulation facade's calls.
-        When the loop is idle, that first step runs with no task at all (see :meth:`_run_directly`);
-        otherwise, or on a coroutine that is not one, it is ``run_until_complete``."""
+        When the loop is idle, that first step runs with no task at all (see below); otherwise, or
+        on a coroutine that is not one, it is ``run_until_complete``."""
         if (coro.__class__ is not _CoroutineType or self._task_factory is not None or self._closed  # type: ignore[attr-defined]
                 or self._thread_id is not None or _get_running_loop() is not None or not self._idle_now()):  # type: ignore[attr-defined]
             return self.run_until_complete(coro)
-        return self._run_directly(coro)
-
-    def _run_directly(self, coro: Any) -> Any:
-        """:meth:`run_until_complete` of ``coro`` when the loop is idle, without a task as long as it
-        does not suspend. Its first step is exactly what the next iteration would run first (the new
-        task's step, nothing before it): it runs now, as a callback of that iteration, followed by
-        what it asked to run after it; a coroutine that finishes there needs no task, no handle and
-        no loop turn (a simulated sale that never waits). One that suspends is handed to a task
-        whose first step takes the future it waits on at once — where its own task would have
-        registered its wake-up — and the run goes on as usual."""
+        # The loop is idle: run_until_complete(coro) without a task as long as it does not suspend.
+        # Its first step is exactly what the next iteration would run first (the new task's step,
+        # nothing before it): it runs now, as a callback of that iteration, followed by what it
+        # asked to run after it; a coroutine that finishes there needs no task, no handle and no
+        # loop turn (a simulated sale that never waits). One that suspends is handed to a task
+        # whose first step takes the future it waits on at once — where its own task would have
+        # registered its wake-up — and the run goes on as usual.
         old_hooks = _get_asyncgen_hooks()
         task: asyncio.Task[Any] | None = None
         error: BaseException | None = None
@@ -524,7 +521,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
 
     def _needs_real_blocking(self) -> bool:
         """True when something outside the loop (an executor thread) can still wake it up."""
-        return getattr(self, "_default_executor", None) is not None
+        return self._default_executor is not None  # type: ignore[attr-defined]
 
     def _deadlock_report(self) -> str:
         lines = [f"virtual loop deadlock at t={self._vtime:.6f}s: no task is runnable and no timer is "

@@ -132,10 +132,36 @@ class Trace:
             return
         code = self._codes.get(build)
         if code is None:
-            code = self._codes[build] = len(self._builders)
-            self._builders.append(build)
+            code = self._register(build)
         self._events.append((self._time(), code, args))
         self._lazy += 1
+
+    def record_lazy_pair(self, first: Callable[..., dict[str, Any]], second: Callable[..., dict[str, Any]],
+                         *args: Any) -> None:
+        """:meth:`record_lazy` of ``first``, then of ``second``, with the same arguments at the same
+        instant (a link's "recv" and "deliver" of a frame it forwards at once): one call, one
+        clock reading and one tuple of arguments for the two events."""
+        if self._listeners or self._stamp_at:
+            self.record_owned(first(*args))
+            self.record_owned(second(*args))
+            return
+        codes = self._codes
+        one, two = codes.get(first), codes.get(second)
+        if one is None or two is None:
+            one, two = self._register(first), self._register(second)
+        t = self._time()
+        events = self._events
+        events.append((t, one, args))
+        events.append((t, two, args))
+        self._lazy += 2
+
+    def _register(self, build: Callable[..., dict[str, Any]]) -> int:
+        """The index of ``build`` among this trace's lazy event builders (added if new)."""
+        code = self._codes.get(build)
+        if code is None:
+            code = self._codes[build] = len(self._builders)
+            self._builders.append(build)
+        return code
 
     def _now(self) -> float:
         loop = self.loop

@@ -393,6 +393,10 @@ class Journal:
     def __init__(self, conn: sqlite3.Connection, path: str, uri: bool, synchronous: str = "NORMAL",
                  exclusive: bool = True) -> None:
         self._conn = conn
+        # The three statements of an online sale (and nothing that returns rows) run on one cursor
+        # kept for the connection's life: ``conn.execute`` makes, registers and frees a cursor per
+        # statement (about a tenth of a short INSERT's cost). Same statements, same transactions.
+        self._write = conn.cursor().execute
         self.path = path
         self._uri = uri
         self._synchronous = synchronous
@@ -584,8 +588,8 @@ class Journal:
             if sql is None:
                 sql = self._attempt_sql(key)
             if sql:
-                cur = self._conn.execute(sql, (amount, card, at, stan, f7 if f7.__class__ is str else str(f7), seq,
-                                               encode_fields(request)))
+                cur = self._write(sql, (amount, card, at, stan, f7 if f7.__class__ is str else str(f7), seq,
+                                        encode_fields(request)))
             else:   # a value that is not a plain token: everything bound
                 cur = self._conn.execute(
                     "INSERT INTO attempts (tid, kind, mode, amount, card, entry, batch, created_at, mti, stan, f7,"
@@ -672,7 +676,7 @@ class Journal:
             if sql is None:
                 sql = self._decision_sql(key)
             if sql:   # what is the same decision after decision (outcome, rc, ...) is in the text
-                self._conn.execute(sql, (auth_code, rrn, at, receipt, attempt))
+                self._write(sql, (auth_code, rrn, at, receipt, attempt))
             elif reversal is None:
                 self._conn.execute(
                     "UPDATE attempts SET outcome = ?, rc = ?, auth_code = ?, rrn = ?, detail = ?, decided_at = ?,"
@@ -751,11 +755,11 @@ class Journal:
         seq = self._receipt_seq + 1
         if copy == "original" and status == "printed":   # the usual print
             if outcome == "approved":
-                self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
-                                   " VALUES (?,?,'original','printed','approved',?)", (attempt, seq, at))
+                self._write("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
+                            " VALUES (?,?,'original','printed','approved',?)", (attempt, seq, at))
             else:
-                self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
-                                   " VALUES (?,?,'original','printed',?,?)", (attempt, seq, outcome, at))
+                self._write("INSERT INTO receipts (attempt, id, copy, status, outcome, at)"
+                            " VALUES (?,?,'original','printed',?,?)", (attempt, seq, outcome, at))
         else:
             self._conn.execute("INSERT INTO receipts (attempt, id, copy, status, outcome, at) VALUES (?,?,?,?,?,?)",
                                (attempt, seq, copy, status, outcome, at))

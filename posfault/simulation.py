@@ -320,9 +320,8 @@ class Simulation:
                                           header=wire.prefix, max_frame=wire.max_frame)
             else:
                 link = _faults.DirectLink(self.faults.plan, trace=self.trace, name=f"conn{number}")
-            if not self.capture_frames:
-                # The raw bytes of stream-level deliveries are kept only for a pcap (campaigns write none).
-                link.keep_wire_bytes = False
+        # The raw bytes of stream-level deliveries are kept only for a pcap (campaigns write none).
+        link.keep_wire_bytes = bool(self.capture_frames)
         links.append(link)
         # The host side is served with no task: it handles what reaches its end from the link's
         # callbacks, starting once the first frame (or the close) gets there, in the same loop

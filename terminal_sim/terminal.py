@@ -851,14 +851,19 @@ class Terminal:
             journal.decide(attempt, outcome="failed", at=self._time(), detail=why)
             self._emit("refused", attempt=attempt, detail=why)
             return TxnResult(attempt, "failed", detail=why)
-        entered = self._pin_for(card, amount_value, pin) if card is not None else None
-        request = self._build(txn, amount=amount, card=card, pin=entered, extra=extra)
         reversible = txn in _REVERSIBLE
         armed = reversible and profile.persist_reversal_before_send
         loop_time = asyncio.get_running_loop().time
-        attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
-                                        request=request, at=loop_time(), arm_reversal=armed, original=original,
-                                        masked=masked if card is not None else None)
+        if card is not None and not extra:   # a sale, pre-authorization or balance: what _build does
+            request = self._build_card(txn, amount, card, self._pin_for(card, amount_value, pin))
+            attempt = journal.begin(cfg.tid, kind, amount_value, masked, entry, request, loop_time(), armed, True,
+                                    "online", original)
+        else:
+            entered = self._pin_for(card, amount_value, pin) if card is not None else None
+            request = self._build(txn, amount=amount, card=card, pin=entered, extra=extra)
+            attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
+                                            request=request, at=loop_time(), arm_reversal=armed, original=original,
+                                            masked=masked if card is not None else None)
         events = self.events
         if events is not None:
             events({"actor": "terminal", "kind": "attempt", "tid": cfg.tid, "attempt": attempt,
@@ -953,8 +958,13 @@ class Terminal:
             self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
                                 in_batch=in_batch, receipt=stored, reversal=reversal, void_original=void_original)
         else:
-            self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
-                                in_batch=in_batch, receipt=stored, reversal=reversal, void_original=void_original)
+            if void_original is None:   # decide(), by position (see Journal.decide_answer)
+                self.journal.decide_answer(attempt, outcome, self._time(), rc, auth, rrn, None, in_batch, stored,
+                                           reversal)
+            else:
+                self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
+                                    in_batch=in_batch, receipt=stored, reversal=reversal,
+                                    void_original=void_original)
             if self.events is not None:
                 event = {"actor": "terminal", "kind": "decided", "tid": self.config.tid, "attempt": attempt,
                          "stan": request.fields[11]}

@@ -39,6 +39,9 @@ FastEncoder = Callable[[dict[int, Any], bytes], "bytes | None"]
 
 _TEXT_TYPES = ("n", "a", "an", "ans", "as", "ns", "z")
 
+#: Entries of a codec's round-trip memo (bytes just encoded -> their decoded message); cleared when full.
+MEMO_LIMIT = 32
+
 
 def _text_class(fs: FieldSpec) -> str:
     """The merged check a text field's bytes can join: digits, printable ASCII, alnum, or its own."""
@@ -317,7 +320,9 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
     ``bitmap`` is the encoded bitmap; ``numbers`` in wire (ascending) order.
     """
     fields: dict[int, FieldSpec] = codec.fields
-    ns: dict[str, Any] = {"S": str, "B": bytes}
+    ns: dict[str, Any] = {"S": str, "B": bytes, "MEMO": codec.memo, "MTID": codec.mti_dec}
+    closures: list[int] = []             # fields encoded by their own closure (composites...)
+    memo_conds: list[str] = []           # values whose decoding would not give them back
     conds: list[str] = []                # type and length checks, before anything is joined
     parts: list[tuple[str, str]] = []   # (stream: t text / h hex digits / r raw bytes, expression)
     classes: dict[str, list[str]] = {"dig": [], "prt": [], "aln": []}
@@ -397,6 +402,7 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
                 else:
                     ns[f"C{n}"] = _str_check(fs)
                     own.append(f"C{n}({x})")
+                    memo_conds.append(f"'D' not in {x}")   # packed 'D' decodes as '='
                 # odd digit counts get a '0' pad nibble before (left) or after (right) the digits
                 ns[f"PAD{n}"] = ["0" if i & 1 else "" for i in range(max_units + 1)]
                 if fs.pad.startswith("left"):
@@ -405,7 +411,9 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
                     parts += [(stream, f"P{n}[len({x})]"), ("h", digits), ("h", f"PAD{n}[len({x})]")]
                 continue
         ns[f"E{n}"] = fs.encode
-        parts.append(("r", f"E{n}({x})"))
+        ns[f"F{n}"] = fs.decode
+        closures.append(n)
+        parts.append(("r", f"e{n}"))
 
     # consecutive parts of one stream become one segment: one join, then one encode / fromhex
     segments: list[tuple[str, list[str]]] = []
@@ -427,7 +435,8 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
         var = f"J{cls}"
         lines.append(f"        {var} = {joined}")
         cond = f"{var}.isascii() and {var}.{method}()"
-        if cls == "dig":
+        if cls == "dig":   # bytes.isdigit: a table lookup per character, str.isdigit a Unicode query
+            cond = f"{var}.isascii() and {var}.encode().isdigit()"
             cond = f"(not {var} or ({cond}))"
         elif cls == "prt":
             cond = f"{var}.isascii() and {var}.isprintable()"
@@ -448,7 +457,28 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
             out.extend(exprs)
     if checks:
         lines.append(f"        if not ({' and '.join(checks)}): return None")
-    lines += [f"        return b''.join(({', '.join(out)},))", "    except Exception:", "        return None"]
+    lines += [f"        e{n} = E{n}(x{n})" for n in closures]
+    lines.append(f"        b = b''.join(({', '.join(out)},))")
+    # The round-trip memo: decoding ``b`` gives back exactly these values, in wire order (the
+    # fields above are all of kinds whose decoding returns the value encoded; a closure field is
+    # decoded from its own bytes by FIN, when and if ``b`` is decoded). In a simulation the other
+    # end decodes ``b`` next, in the same process: :func:`iso8583.decode` then takes the entry
+    # instead of parsing. Bounded; entries are popped when used.
+    lines.append("        md = MTID.get(mti)")
+    lines.append(f"        if md is not None{''.join(' and ' + c for c in memo_conds)}:")
+    lines.append("            if len(MEMO) >= MEMO_LIMIT: MEMO.clear()")
+    display = ", ".join(f"{n}: {'e' if n in closures else 'x'}{n}" for n in numbers)
+    lines.append(f"            MEMO[b] = (md, {{{display}}}, FIN)")
+    lines += ["        return b", "    except Exception:", "        return None"]
+    ns["MEMO_LIMIT"] = MEMO_LIMIT
+    ns["FIN"] = None
+    if closures:
+        fin = ["def FIN(d):", "    try:"]
+        for n in closures:
+            fin += [f"        r = d[{n}]", f"        v, p = F{n}(r, 0)", "        if p != len(r): return False",
+                    f"        d[{n}] = v"]
+        fin += ["        return True", "    except Exception:", "        return False"]
+        exec(compile("\n".join(fin), "<iso8583 memo finisher>", "exec"), ns)
     source = "\n".join(lines)
     exec(compile(source, "<iso8583 fast encode>", "exec"), ns)  # source generated from our own spec data only
     fast = ns["fast"]

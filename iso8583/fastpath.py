@@ -314,6 +314,26 @@ def _prefix_forms(fs: FieldSpec, penc: list[bytes]) -> tuple[str, list[Any]]:
     return "r", list(penc)
 
 
+def _digit_composite_base(fs: FieldSpec) -> FieldSpec | None:
+    """The plain variable packed-BCD ``n`` field under a positional composite whose subfields are all
+    fixed ASCII ``n`` (so its content is just their digits, UnionPay field 60), or None."""
+    comp = fs.composite
+    if (comp is None or comp.kind != "positional" or fs.fixed or fs.type != "n" or fs.encoding != "bcd"
+            or fs.count == "bytes" or not fs.pad.endswith("0") or not comp.subfields):
+        return None
+    subs = list(comp.subfields.values())
+    if not all(sub.fixed and sub.type == "n" and sub.encoding == "ascii" and sub.max > 0 for sub in subs):
+        return None
+    from dataclasses import replace
+
+    from .fields import compile_field
+
+    base = compile_field(replace(fs, composite=None, encode=None, decode=None, layout=None))
+    if base.layout is None or sum(sub.max for sub in subs) > base.layout[3]:
+        return None
+    return base
+
+
 def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastEncoder:
     """``fast(fields, mti_bytes) -> bytes | None`` for messages with exactly the fields ``numbers``.
 
@@ -322,6 +342,7 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
     fields: dict[int, FieldSpec] = codec.fields
     ns: dict[str, Any] = {"S": str, "B": bytes, "MEMO": codec.memo, "MTID": codec.mti_dec}
     closures: list[int] = []             # fields encoded by their own closure (composites...)
+    composites: list[int] = []           # digit composites joined inline (see _digit_composite_base)
     memo_conds: list[str] = []           # values whose decoding would not give them back
     conds: list[str] = []                # type and length checks, before anything is joined
     parts: list[tuple[str, str]] = []   # (stream: t text / h hex digits / r raw bytes, expression)
@@ -410,6 +431,27 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
                 else:
                     parts += [(stream, f"P{n}[len({x})]"), ("h", digits), ("h", f"PAD{n}[len({x})]")]
                 continue
+        base = _digit_composite_base(fs)
+        if base is not None:
+            # A positional composite of fixed digit subfields inside a packed-BCD digit field (UnionPay
+            # 60): the subfield values, in spec order, are the parent's digits. Accepted: a dict whose
+            # keys are exactly the first k canonical subfield keys, each value a str of its size;
+            # decoding gives them back in spec order (the memo's value). Else: the general path.
+            _plen, penc, _pdec, max_units = base.layout
+            keys = list(fs.composite.subfields)
+            sizes = [sub.max for sub in fs.composite.subfields.values()]
+            stream, table = _prefix_forms(base, penc)
+            ns[f"P{n}"] = table
+            ns[f"PAD{n}"] = ["0" if i & 1 else "" for i in range(max_units + 1)]
+            ns[f"K{n}"] = [tuple(keys[:k]) for k in range(len(keys) + 1)]
+            ns[f"Z{n}"] = [(str,) * k + tuple(sizes[:k]) for k in range(len(keys) + 1)]
+            ns["DICT"] = dict
+            composites.append(n)
+            classes["dig"].append(f"c{n}")
+            pad = [("h", f"PAD{n}[len(c{n})]")]
+            body = [("h", f"c{n}")]
+            parts += [(stream, f"P{n}[len(c{n})]"), *(pad + body if base.pad.startswith("left") else body + pad)]
+            continue
         ns[f"E{n}"] = fs.encode
         ns[f"F{n}"] = fs.decode
         closures.append(n)
@@ -424,6 +466,10 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
             segments.append((stream, [expr]))
     lines = ["def fast(f, mti):", "    try:"]
     lines += [f"        x{n} = f[{n}]" for n in numbers]
+    for n in composites:   # s: subfield values of the first k keys (KeyError otherwise); types, sizes
+        lines += [f"        if type(x{n}) is not DICT: return None", f"        s{n} = tuple(map(x{n}.__getitem__, K{n}[len(x{n})]))",
+                  f"        if (*map(type, s{n}), *map(len, s{n})) != Z{n}[len(x{n})]: return None",
+                  f"        c{n} = ''.join(s{n})"]
     if conds:
         lines.append(f"        if not ({' and '.join(conds)}): return None")
     checks: list[str] = []
@@ -467,7 +513,9 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
     lines.append("        md = MTID.get(mti)")
     lines.append(f"        if md is not None{''.join(' and ' + c for c in memo_conds)}:")
     lines.append("            if len(MEMO) >= MEMO_LIMIT: MEMO.clear()")
-    display = ", ".join(f"{n}: {'e' if n in closures else 'x'}{n}" for n in numbers)
+    value = {n: f"e{n}" if n in closures else (f"dict(zip(K{n}[len(x{n})], s{n}))" if n in composites else f"x{n}")
+             for n in numbers}
+    display = ", ".join(f"{n}: {value[n]}" for n in numbers)
     lines.append(f"            MEMO[b] = (md, {{{display}}}, FIN)")
     lines += ["        return b", "    except Exception:", "        return None"]
     ns["MEMO_LIMIT"] = MEMO_LIMIT

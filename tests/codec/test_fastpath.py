@@ -213,13 +213,19 @@ def test_memo_serves_sale_layouts_and_skips_values_that_do_not_come_back() -> No
         fields: dict[int, Any] = {3: "000000", 2: "6217000000000022", 4: "000000000001", 11: "000002", 22: "021",
                                   25: "00", 35: track, 41: "10000001", 42: "100000000000001", 49: "156", 52: bytes(8)}
         if name == "unionpay_pos":
-            fields[60] = {1: "22", "2": "000001"}   # accepted keys; decoding gives the canonical ones
+            fields[60] = {"60.2": "000001", "60.1": "22"}   # decoding gives them in spec order
         msg = Message("0200", fields)
         warm = _warm_encoder(spec, msg)
         codec = _codec_for(warm)
         data = encode(msg, warm)
         assert data in codec.memo
-        assert list(decode(data, warm).fields.items()) == list(decode(data, fresh(spec)).fields.items())
+        got = decode(data, warm)
+        assert list(got.fields.items()) == list(decode(data, fresh(spec)).fields.items())
+        if name == "unionpay_pos":
+            assert list(got.fields[60]) == ["60.1", "60.2"]
+            other_keys = Message("0200", {**fields, 60: {1: "22", "2": "000001"}})   # also accepted keys
+            assert encode(other_keys, warm) == data == encode(other_keys, fresh(spec))
+            assert list(decode(data, warm).fields.items()) == list(got.fields.items())
         with_d = Message("0200", {**fields, 35: track.replace("=", "D")})
         data_d = encode(with_d, warm)
         expected = decode(data_d, fresh(spec))

@@ -44,9 +44,9 @@ class _Codec:
         self.dec_plans: dict[bytes, list[Any]] = {}  # bitmap -> [steps, runner]
         #: primary bitmap bytes -> whole-message decoder (:mod:`iso8583.fastpath`) of a recurring layout
         self.fast_dec: dict[bytes, Any] = {}
-        #: bytes the whole-message encoder just produced -> (MTI, fields in wire order, finisher):
-        #: what decoding those very bytes gives (see :func:`iso8583.fastpath.compile_fast_encoder`)
-        self.memo: dict[bytes, tuple[str, dict[int, Any], Any]] = {}
+        #: bytes the whole-message encoder just produced -> (MTI, builder, values): builder(values) is
+        #: the fields dict decoding those very bytes gives (:func:`iso8583.fastpath.compile_fast_encoder`)
+        self.memo: dict[bytes, tuple[str, Any, tuple[Any, ...]]] = {}
 
     # -- MTI ---------------------------------------------------------------------------------------
     def encode_mti(self, mti: Any) -> bytes:
@@ -303,11 +303,13 @@ def decode(data: bytes, spec: Spec | str) -> Message:
                               expected="bytes", found=type(data).__name__)
     if codec.memo:  # bytes this process encoded a moment ago (a simulation's two ends): no parsing
         hit = codec.memo.pop(data, None)
-        if hit is not None and (hit[2] is None or hit[2](hit[1])):
-            msg = Message.__new__(Message)
-            msg.mti = hit[0]
-            msg.fields = hit[1]
-            return msg
+        if hit is not None:
+            values = hit[1](hit[2])
+            if values is not None:
+                msg = Message.__new__(Message)
+                msg.mti = hit[0]
+                msg.fields = values
+                return msg
     fast = codec.fast_dec.get(data[codec.mti_size:codec.mti_size + codec.bitmap_unit])
     if fast is not None:  # a recurring layout: whole-message code, or None to take the general path
         msg = fast(data)

@@ -507,26 +507,26 @@ def compile_fast_encoder(codec: Any, bitmap: bytes, numbers: list[int]) -> FastE
     lines.append(f"        b = b''.join(({', '.join(out)},))")
     # The round-trip memo: decoding ``b`` gives back exactly these values, in wire order (the
     # fields above are all of kinds whose decoding returns the value encoded; a closure field is
-    # decoded from its own bytes by FIN, when and if ``b`` is decoded). In a simulation the other
-    # end decodes ``b`` next, in the same process: :func:`iso8583.decode` then takes the entry
-    # instead of parsing. Bounded; entries are popped when used.
+    # decoded from its own bytes). In a simulation the other end decodes ``b`` next, in the same
+    # process: :func:`iso8583.decode` then takes the entry instead of parsing. The encoder only
+    # keeps the values (one tuple); the fields dict is built by BUILD when and if ``b`` is
+    # decoded, so encoding alone (a real terminal, a benchmark) pays little. Bounded; popped on use.
+    kept = [f"e{n}" if n in closures else (f"s{n}" if n in composites else f"x{n}") for n in numbers]
     lines.append("        md = MTID.get(mti)")
     lines.append(f"        if md is not None{''.join(' and ' + c for c in memo_conds)}:")
     lines.append("            if len(MEMO) >= MEMO_LIMIT: MEMO.clear()")
-    value = {n: f"e{n}" if n in closures else (f"dict(zip(K{n}[len(x{n})], s{n}))" if n in composites else f"x{n}")
-             for n in numbers}
-    display = ", ".join(f"{n}: {value[n]}" for n in numbers)
-    lines.append(f"            MEMO[b] = (md, {{{display}}}, FIN)")
+    lines.append(f"            MEMO[b] = (md, BUILD, ({''.join(k + ', ' for k in kept)}))")
     lines += ["        return b", "    except Exception:", "        return None"]
     ns["MEMO_LIMIT"] = MEMO_LIMIT
-    ns["FIN"] = None
-    if closures:
-        fin = ["def FIN(d):", "    try:"]
-        for n in closures:
-            fin += [f"        r = d[{n}]", f"        v, p = F{n}(r, 0)", "        if p != len(r): return False",
-                    f"        d[{n}] = v"]
-        fin += ["        return True", "    except Exception:", "        return False"]
-        exec(compile("\n".join(fin), "<iso8583 memo finisher>", "exec"), ns)
+    value = {n: f"dict(zip(K{n}[len(s{n})], s{n}))" if n in composites else f"x{n}" for n in numbers}
+    build = ["def BUILD(t):", "    try:"]
+    if kept:
+        build.append(f"        {', '.join(kept)}{',' if len(kept) == 1 else ''} = t")
+    for n in closures:   # decoded from the field's own bytes, which it must consume exactly
+        build += [f"        x{n}, p = F{n}(e{n}, 0)", f"        if p != len(e{n}): return None"]
+    build += [f"        return {{{', '.join(f'{n}: {value[n]}' for n in numbers)}}}", "    except Exception:",
+              "        return None"]
+    exec(compile("\n".join(build), "<iso8583 memo builder>", "exec"), ns)
     source = "\n".join(lines)
     exec(compile(source, "<iso8583 fast encode>", "exec"), ns)  # source generated from our own spec data only
     fast = ns["fast"]

@@ -317,6 +317,51 @@ _APPROVAL_SCHEMA = (
     " (NEW.entry, NEW.id, NEW.entry_kind, NEW.target, NEW.amount, NEW.created_at); END",
 )
 _APPROVAL_SQL = f"INSERT INTO approval VALUES ({','.join('?' * len(_APPROVAL_COLUMNS))})"
+#: The same again, narrowed to the two shapes the host records on every sale and pre-authorization:
+#: per kind, a view whose trigger also writes the entry kind and both accounts (``card:<pan>`` to
+#: ``payable:<mid>`` or ``hold:<pan>``, concatenated by SQLite: cheaper than binding them), and a
+#: statement per (kind, MTI, batch) with those two as SQL literals. 12 parameters instead of 20,
+#: 9 of them str instead of 15; what is stored is the same text, column for column.
+_SHAPED_KINDS = {   # kind -> entry kind, cardholder debit, hold, target account expression
+    "sale": ("sale", "NEW.amount", "0", "'payable:' || NEW.mid"),
+    "preauth": ("preauth_hold", "0", "NEW.amount", "'hold:' || NEW.pan"),
+}
+_SHAPED_COLUMNS = ("id", "tid", "stan", "ref", "mti", "mid", "pan", "amount", "extra", "fingerprint", "batch",
+                   "created_at", "day", "entry")
+_SHAPED_SCHEMA = tuple(
+    statement
+    for kind, (entry_kind, debit, hold, target) in _SHAPED_KINDS.items()
+    for statement in (
+        f"CREATE TEMP VIEW IF NOT EXISTS approval_{kind}({', '.join(_SHAPED_COLUMNS)}) AS SELECT "
+        + ", ".join("NULL" for _ in _SHAPED_COLUMNS),
+        f"CREATE TEMP TRIGGER IF NOT EXISTS approval_{kind}_insert INSTEAD OF INSERT ON approval_{kind} BEGIN"
+        " INSERT INTO txns(id, tid, stan, ref, kind, mti, mid, pan, amount, rc, extra, fingerprint, batch, status,"
+        " cardholder_debit, hold, merchant_credit, created_at, day) VALUES (NEW.id, NEW.tid, NEW.stan, NEW.ref,"
+        f" '{kind}', NEW.mti, NEW.mid, NEW.pan, NEW.amount, '00', NEW.extra, NEW.fingerprint, NEW.batch, 'approved',"
+        f" {debit}, {hold}, {debit}, NEW.created_at, NEW.day);"
+        " INSERT INTO postings(entry, txn, kind, account, amount, at) VALUES"
+        f" (NEW.entry, NEW.id, '{entry_kind}', 'card:' || NEW.pan, -NEW.amount, NEW.created_at),"
+        f" (NEW.entry, NEW.id, '{entry_kind}', {target}, NEW.amount, NEW.created_at); END",
+    )
+)
+#: (kind, mti, batch) -> the shaped statement, "" when that shape has none (see :func:`_shaped_sql`)
+_SHAPED_SQL: dict[tuple[str, str, str], str] = {}
+
+
+def _shaped_sql(kind: str, mti: str, batch: str) -> str:
+    """The statement inserting a ``kind`` approval with this MTI and batch as literals ("" if none:
+    only the kinds of :data:`_SHAPED_KINDS`, and only digits are ever written into SQL text)."""
+    key = (kind, mti, batch)
+    sql = _SHAPED_SQL.get(key)
+    if sql is None:
+        sql = ""
+        if kind in _SHAPED_KINDS and len(mti) == 4 and mti.isdigit() and mti.isascii() \
+                and (not batch or (batch.isdigit() and batch.isascii())):
+            sql = f"INSERT INTO approval_{kind} VALUES (?,?,?,?,'{mti}',?,?,?,?,?,'{batch}',?,?,?)"
+        if len(_SHAPED_SQL) >= 256:   # (a batch number per settlement: stay bounded)
+            _SHAPED_SQL.clear()
+        _SHAPED_SQL[key] = sql
+    return sql
 _Rows = list[list[Any]]
 #: What one commit writes: (new rows without NULLs, other new rows, updated rows), (postings,
 #: transfers, new NULL-free rows each with its transfer), other statements.
@@ -508,7 +553,7 @@ class Ledger:
         self._upsert_sql = (f"INSERT OR REPLACE INTO txns({', '.join(_TXN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(_TXN_COLUMNS))})")
         self._insert_sql = self._upsert_sql.replace("INSERT OR REPLACE", "INSERT", 1)
-        for statement in (*_PAIR_SCHEMA, *_APPROVAL_SCHEMA):   # TEMP: nothing in the file changes
+        for statement in (*_PAIR_SCHEMA, *_APPROVAL_SCHEMA, *_SHAPED_SCHEMA):   # TEMP: nothing in the file changes
             conn.execute(statement)
         self._cursor = conn.cursor()   # the lone-approval commit's (Connection.execute makes one per call)
         #: (row, statement, parameters) of the approval ``record_approval`` recorded last, while it stands unchanged and uncommitted: the commit then needs no Python work on it
@@ -535,6 +580,11 @@ class Ledger:
         if checkpoint not in ("auto", "background"):
             raise ValueError(f"checkpoint must be 'auto' or 'background', got {checkpoint!r}")
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # 1 KiB pages for a new database (a no-op on an existing one): a write transaction first
+        # copies each page it changes into the rollback journal (in-memory ledgers) — a sale
+        # changes two or three pages, and copying 1 KiB ones measured ~4.6k instructions cheaper
+        # per sale than 4 KiB ones. Before journal_mode: a WAL database's page size is fixed.
+        conn.execute("PRAGMA page_size=1024")
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -1115,9 +1165,21 @@ class Ledger:
             if dup_of is None:
                 if extra_text is None:
                     extra_text = _extra_json(extra)
-                self._approval = (row, _APPROVAL_SQL, (row_id, tid, stan, ref, kind, mti, mid, pan, amount, extra_text,
-                                        fingerprint, batch, debit, hold, created_at, day, entry, entry_kind,
-                                        source, target))
+                sql = _SHAPED_SQL.get((kind, mti, batch))
+                if sql is None:
+                    sql = _shaped_sql(kind, mti, batch)
+                # the shaped statement, when it writes exactly this entry (what the host always asks)
+                if sql and source == "card:" + pan and (
+                        (kind == "sale" and entry_kind == "sale" and debit == amount and not hold
+                         and target == "payable:" + mid)
+                        or (kind == "preauth" and entry_kind == "preauth_hold" and not debit and hold == amount
+                            and target == "hold:" + pan)):
+                    self._approval = (row, sql, (row_id, tid, stan, ref, mid, pan, amount, extra_text, fingerprint,
+                                                 created_at, day, entry))
+                else:
+                    self._approval = (row, _APPROVAL_SQL, (row_id, tid, stan, ref, kind, mti, mid, pan, amount,
+                                                           extra_text, fingerprint, batch, debit, hold, created_at,
+                                                           day, entry, entry_kind, source, target))
         if not self._group and not self._depth:
             self.commit()
         return row

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from iso8583.channels import ChannelClosed
@@ -102,28 +103,30 @@ class _Requests:
         except Exception:   # as a request task's failure: this request gets no answer
             return True
         self.waiting += 1
-        channel, send_nowait = self.channel, self.send_nowait
-
-        def committed(exc: BaseException | None) -> None:
-            try:
-                if exc is not None:   # rolled back (crash, failed step or commit): nothing may be answered
-                    host._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41),
-                               detail=type(exc).__name__)
-                    return
-                answer = host.finish(msg, response)
-                if answer is None or channel.closed:
-                    return
-                send_nowait(wire.pack(answer, envelope.reply() if envelope is not None else None))
-            except Exception:   # ChannelClosed, or what a request task's failure would have been
-                pass
-            finally:
-                self.waiting -= 1
-                if not self.waiting and self.drained is not None:
-                    drained, self.drained = self.drained, None
-                    drained()
-
-        host.after_commit(committed, last=last)
+        # (a partial of a method rather than a closure: one object per request instead of a
+        # function and a cell per variable it reads)
+        host.after_commit(partial(self._committed, msg, envelope, response), last=last)
         return True
+
+    def _committed(self, msg: Any, envelope: Any, response: Any, exc: BaseException | None) -> None:
+        """The commit callback of a request handled by :meth:`inline`: answer it, or say why not."""
+        host = self.host
+        try:
+            if exc is not None:   # rolled back (crash, failed step or commit): nothing may be answered
+                host._emit("no_commit", mti=msg.mti, stan=msg.get(11), tid=msg.get(41),
+                           detail=type(exc).__name__)
+                return
+            answer = host.finish(msg, response)
+            if answer is None or self.channel.closed:
+                return
+            self.send_nowait(self.wire.pack(answer, envelope.reply() if envelope is not None else None))
+        except Exception:   # ChannelClosed, or what a request task's failure would have been
+            pass
+        finally:
+            self.waiting -= 1
+            if not self.waiting and self.drained is not None:
+                drained, self.drained = self.drained, None
+                drained()
 
     async def run(self) -> None:
         """Read and answer requests until the peer closes (or the host crashes); then wait for the
@@ -161,11 +164,11 @@ async def serve_channel(host: Host, channel: Any) -> None:
     await _Requests(host, channel).run()
 
 
-class DirectServer:
+class DirectServer(_Requests):
     """Serves one in-memory channel end (the host end of posfault's DirectLink) with no task.
 
     What :func:`serve_channel` does, step for step, but driven by the inbox: instead of a task
-    awaiting ``recv`` (a task, a future per wait, a loop turn per wake-up), the server leaves a
+    awaiting ``recv`` (a task, a future per wait, a loop turn per wake-up), the server leaves
     itself in the inbox as its waiting reader (completing it schedules :meth:`wake` with ``call_soon``,
     as completing a reader's future schedules its task) and runs :meth:`wake` where that task
     would have resumed. Each
@@ -177,16 +180,31 @@ class DirectServer:
     ``on_error(exc)``: what ended serving with an error (after the channel is closed), as a task
     running ``serve_channel`` would have raised it. ``on_task(task)``: a task started for the
     connection (to be cancelled at shutdown).
+
+    (It is the connection's :class:`_Requests` itself, which a task taking over goes on with.)
     """
+
+    __slots__ = ("_inbox", "_over", "_start_soon", "loop", "on_error", "on_task")
 
     def __init__(self, host: Host, channel: Any, *, on_error: Callable[[BaseException], None] | None = None,
                  on_task: Callable[[asyncio.Task[Any]], None] | None = None) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._state = _Requests(host, channel)
+        _Requests.__init__(self, host, channel)
+        self.loop = loop = asyncio.get_running_loop()
+        # where start() schedules the first step (see there), looked up once
+        self._start_soon = getattr(loop, "call_after_current", None) or loop.call_soon
         self._inbox = channel.inbox
         self.on_error = on_error
         self.on_task = on_task
         self._over = False
+
+    def reopen(self) -> bool:
+        """Serve its channel again, once reopened as a new connection (a simulation reuses a
+        finished link with its ends and this server): True when this server ended cleanly — no
+        task took over, nothing owed — and is now as new; False when it cannot be reused."""
+        if not self._over or self.waiting or self.drained is not None or self.tasks is not None:
+            return False
+        self._over = False
+        return True
 
     # The inbox's waiting reader (what Inbox.put and Inbox.fail complete).
     def done(self) -> bool:
@@ -198,37 +216,32 @@ class DirectServer:
     def start(self) -> None:
         """Serve from now on: the first step runs right after the current callback (where a serving
         task started by ``VirtualEventLoop.start_later`` would run), or on the next turn."""
-        after = getattr(self.loop, "call_after_current", None)
-        if after is not None:
-            after(self.wake)
-        else:
-            self.loop.call_soon(self.wake)
+        self._start_soon(self.wake)
 
     def wake(self) -> None:
         """Handle what the inbox holds; then wait again (or end)."""
         if self._over:
             return
-        state = self._state
-        host = state.host
+        host = self.host
         inbox = self._inbox
         frames = inbox._frames
         try:
             while not host.crashed:
                 if frames:
                     frame = frames.popleft()
-                    if state.inline(frame, not frames and not inbox.eof):
+                    if self.inline(frame, not frames and not inbox.eof):
                         continue
                     frames.appendleft(frame)   # a request that must wait: a task takes over
                     self._to_task()
                     return
-                # what channel.recv() does on an empty inbox
-                error = inbox._error
-                if error is not None:
-                    raise error
-                if inbox.eof or state.channel.closed:
-                    break
-                inbox._waiter = self  # type: ignore[assignment]
-                return
+                # What channel.recv() does on an empty inbox (Inbox.arm_waiter): raise the error, end
+                # at the end of the stream, or wait — this server being the waiter; and stop once
+                # this end is closed.
+                if inbox.arm_waiter(self.loop, self.channel.name, self) is not None:
+                    if not self.channel.closed:
+                        return
+                    inbox._waiter = None
+                break
         except ChannelClosed:
             pass
         except Exception as exc:
@@ -249,9 +262,9 @@ class DirectServer:
             self.on_task(task)
 
     async def _rest(self) -> None:
-        channel = self._state.channel
+        channel = self.channel
         try:
-            await self._state.run()
+            await self.run()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -265,15 +278,14 @@ class DirectServer:
 
     def _end(self, exc: BaseException | None) -> None:
         self._over = True
-        state = self._state
-        if state.waiting:   # the answers owed are sent (or dropped) before closing; then the close
+        if self.waiting:   # the answers owed are sent (or dropped) before closing; then the close
             # runs where a serving task awaiting their end would have resumed
-            state.drained = lambda: self.loop.call_soon(self._close, exc)
+            self.drained = lambda: self.loop.call_soon(self._close, exc)
             return
         self._close(exc)
 
     def _close(self, exc: BaseException | None) -> None:
-        channel = self._state.channel
+        channel = self.channel
         if not channel.closed:
             try:
                 channel.close_nowait()
@@ -285,9 +297,9 @@ class DirectServer:
 
 def _body_bytes(frame: bytes, envelope: Any) -> bytes | None:
     """The encoded message inside a frame (after TPDU/header), for MAC checks over received bytes."""
-    size = getattr(envelope, "size", None)
     if envelope is None:
         return frame
+    size = getattr(envelope, "size", None)
     if isinstance(size, int):
         return frame[size:]
     return None

@@ -166,7 +166,17 @@ class World:
         kwargs["use_mac"] = self.sim.mac
         return Terminal(TerminalConfig(**kwargs), journal=self.journal, connector=self.sim.connect,
                         printer=self.printer, clock=self.sim.clock, rng=self.sim.rng,
-                        events=self.sim.trace.record_owned, on_step=self.sim.on_step, tmk=_test_tmk())
+                        events=self.sim.trace.record_owned, on_step=self._step_hook(), tmk=_test_tmk())
+
+    def _step_hook(self) -> Any:
+        """The terminal's step hook: Simulation.on_step while a power cut is armed, else none — the
+        hook does nothing at a step without a cut, and an unhooked step costs the terminal nothing
+        (five steps per sale)."""
+        return self.sim.on_step if self.sim._armed else None
+
+    def watch_steps(self) -> None:
+        """Hook or unhook the terminal's steps, now that a cut was armed or has fired (see _step_hook)."""
+        self.terminal.on_step = self._step_hook()
 
     async def start(self) -> None:
         """Start of day: sign on, so that PIN blocks (and MACs, when on) have working keys."""
@@ -187,11 +197,15 @@ class World:
         return self._PowerCut(step, attempt)
 
     # -- host side -----------------------------------------------------------------------------------
-    def serve_direct(self, channel: Any) -> Any:
+    def serve_direct(self, channel: Any, server: Any = None) -> Any:
         """Serve the host end of a direct in-memory connection with no task (what :meth:`serve`
-        does, driven by the link: ``host_sim.serve.DirectServer``); returns its ``start``."""
-        return self._DirectServer(self.host, channel, on_error=self._connection_error,
-                            on_task=self.sim._host_task).start
+        does, driven by the link: ``host_sim.serve.DirectServer``); returns its ``start`` (a bound
+        method: its ``__self__`` is the server). ``server``: the one that served the previous
+        connection on this channel (a reused link), serving again if it can."""
+        if server is None or server.host is not self.host or not server.reopen():
+            server = self._DirectServer(self.host, channel, on_error=self._connection_error,
+                                        on_task=self.sim._host_task)
+        return server.start
 
     def _connection_error(self, exc: BaseException) -> None:
         self.sim.emit({"actor": "host", "kind": "connection_error", "detail": type(exc).__name__})
@@ -212,9 +226,9 @@ class World:
 
     async def crash_host(self) -> None:
         self.host.crash()
-        for _term_end, host_end, _link in list(self.sim._links):
+        for link in list(self.sim._links):
             with contextlib.suppress(Exception):
-                await host_end.reset()
+                await link.host_end.reset()
         await asyncio.sleep(0)
 
     def restart_host(self) -> None:
@@ -240,9 +254,9 @@ class World:
 
     async def power_cycle_terminal(self, off_for: float) -> None:
         self.pending_power_off = None
-        for term_end, _host_end, _link in list(self.sim._links):
+        for link in list(self.sim._links):
             with contextlib.suppress(Exception):
-                await term_end.close()
+                await link.terminal_end.close()
         self.sim.emit({"actor": "terminal", "kind": "power_off"})
         await asyncio.sleep(off_for)
         self.journal = self.journal.reopen()

@@ -61,6 +61,10 @@ T = TypeVar("T")
 
 _CoroutineType = types.CoroutineType
 _get_running_loop = asyncio.events._get_running_loop
+_set_running_loop = asyncio.events._set_running_loop
+_get_ident = threading.get_ident
+_get_asyncgen_hooks = sys.get_asyncgen_hooks
+_set_asyncgen_hooks = sys.set_asyncgen_hooks
 _read_debug = operator.attrgetter("_debug")
 _read_vtime = operator.attrgetter("_vtime")
 _Handle = asyncio.Handle
@@ -160,6 +164,11 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._wake_inline = False   # see wake_inline()
         #: (call_after_current, wake_inline) bound once: an in-memory link per simulated sale keeps them
         self.link_hooks = (self.call_after_current, self.wake_inline)
+        #: What ``call_soon`` is while wake_inline() is on (bound once: the link turns it on per message).
+        self._call_soon_inline = self._call_soon_after_current
+        # The loop's async generator hooks (firstiter, finalizer), bound once: set for each run,
+        # and the simulation facade runs the loop once per sale.
+        self._asyncgen_hooks = (self._asyncgen_firstiter_hook, self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
 
     def skip_idle_until(self, when: float) -> bool:
         """Move time to ``when`` now, if nothing could run before then anyway; else False.
@@ -229,7 +238,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         previous = self._wake_inline
         if on and not previous and self._in_fast_callback:
             self._wake_inline = True
-            self.call_soon = self._call_soon_after_current  # type: ignore[method-assign]
+            self.call_soon = self._call_soon_inline  # type: ignore[method-assign]
         elif previous and not on:
             self._wake_inline = False
             del self.call_soon
@@ -285,18 +294,17 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         # create_task(), without its checks (just done) when no task factory is set
         task = asyncio.Task(future, loop=self) if self._task_factory is None else self.create_task(future)
         task._log_destroy_pending = False  # type: ignore[attr-defined]  # as asyncio does for its own task
-        old_hooks = sys.get_asyncgen_hooks()
+        old_hooks = _get_asyncgen_hooks()
         try:
-            self._thread_id = threading.get_ident()  # type: ignore[attr-defined]
-            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-                                   finalizer=self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
-            asyncio.events._set_running_loop(self)
+            self._thread_id = _get_ident()  # type: ignore[attr-defined]
+            _set_asyncgen_hooks(*self._asyncgen_hooks)   # (firstiter, finalizer)
+            _set_running_loop(self)
             return self._run_task(task)
         finally:
             self._stopping = False
             self._thread_id = None  # type: ignore[attr-defined]
-            asyncio.events._set_running_loop(None)
-            sys.set_asyncgen_hooks(*old_hooks)
+            _set_running_loop(None)
+            _set_asyncgen_hooks(*old_hooks)
 
     def _run_task(self, task: asyncio.Task[Any]) -> Any:
         """Run the loop until ``task`` is done (the loop is set up as running)."""
@@ -340,30 +348,26 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     def run_directly(self, coro: Coroutine[Any, Any, T]) -> T:
         """:meth:`run_until_complete` for a coroutine of code that needs no task of its own before it
         first waits (no ``asyncio.timeout``, no ``current_task()``): the simulation facade's calls.
-        When the loop is idle, that first step runs with no task at all (see :meth:`_run_directly`);
-        otherwise, or on a coroutine that is not one, it is ``run_until_complete``."""
+        When the loop is idle, that first step runs with no task at all (see below); otherwise, or
+        on a coroutine that is not one, it is ``run_until_complete``."""
         if (coro.__class__ is not _CoroutineType or self._task_factory is not None or self._closed  # type: ignore[attr-defined]
                 or self._thread_id is not None or _get_running_loop() is not None or not self._idle_now()):  # type: ignore[attr-defined]
             return self.run_until_complete(coro)
-        return self._run_directly(coro)
-
-    def _run_directly(self, coro: Any) -> Any:
-        """:meth:`run_until_complete` of ``coro`` when the loop is idle, without a task as long as it
-        does not suspend. Its first step is exactly what the next iteration would run first (the new
-        task's step, nothing before it): it runs now, as a callback of that iteration, followed by
-        what it asked to run after it; a coroutine that finishes there needs no task, no handle and
-        no loop turn (a simulated sale that never waits). One that suspends is handed to a task
-        whose first step takes the future it waits on at once — where its own task would have
-        registered its wake-up — and the run goes on as usual."""
-        old_hooks = sys.get_asyncgen_hooks()
+        # The loop is idle: run_until_complete(coro) without a task as long as it does not suspend.
+        # Its first step is exactly what the next iteration would run first (the new task's step,
+        # nothing before it): it runs now, as a callback of that iteration, followed by what it
+        # asked to run after it; a coroutine that finishes there needs no task, no handle and no
+        # loop turn (a simulated sale that never waits). One that suspends is handed to a task
+        # whose first step takes the future it waits on at once — where its own task would have
+        # registered its wake-up — and the run goes on as usual.
+        old_hooks = _get_asyncgen_hooks()
         task: asyncio.Task[Any] | None = None
         error: BaseException | None = None
         result: Any = None
         try:
-            self._thread_id = threading.get_ident()  # type: ignore[attr-defined]
-            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-                                   finalizer=self._asyncgen_finalizer_hook)  # type: ignore[attr-defined]
-            asyncio.events._set_running_loop(self)
+            self._thread_id = _get_ident()  # type: ignore[attr-defined]
+            _set_asyncgen_hooks(*self._asyncgen_hooks)   # (firstiter, finalizer)
+            _set_running_loop(self)
             after = self._after_current
             self._in_fast_callback = True
             try:
@@ -397,8 +401,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         finally:
             self._stopping = False
             self._thread_id = None  # type: ignore[attr-defined]
-            asyncio.events._set_running_loop(None)
-            sys.set_asyncgen_hooks(*old_hooks)
+            _set_running_loop(None)
+            _set_asyncgen_hooks(*old_hooks)
         if error is not None:
             try:
                 raise error
@@ -517,7 +521,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
 
     def _needs_real_blocking(self) -> bool:
         """True when something outside the loop (an executor thread) can still wake it up."""
-        return getattr(self, "_default_executor", None) is not None
+        return self._default_executor is not None  # type: ignore[attr-defined]
 
     def _deadlock_report(self) -> str:
         lines = [f"virtual loop deadlock at t={self._vtime:.6f}s: no task is runnable and no timer is "

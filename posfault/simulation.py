@@ -174,6 +174,7 @@ class Simulation:
         self.tid = tid
         self.rng = random.Random(seed)
         self.loop = new_virtual_loop()
+        self._run = self.loop.run_directly  # type: ignore[method-assign]   # (see _run): no extra call per sale
         self.clock = VirtualClock(self.loop, epoch)
         self.epoch = epoch
         self.wire = _make_wire(dialect)
@@ -196,7 +197,7 @@ class Simulation:
         # Tasks serving connections (finished ones are forgotten lazily: a done-callback per task
         # would cost a loop turn per connection).
         self._host_tasks: list[asyncio.Task[Any]] = []
-        self._links: list[tuple[Any, ...]] = []   # the connections that may still be open
+        self._links: list[Any] = []   # the links (connections) that may still be open
         self._connections = 0
         self._host_down = False
         self._closed = False
@@ -235,8 +236,8 @@ class Simulation:
             self._tmp.cleanup()
 
     async def _shutdown(self) -> None:
-        for term_end, host_end, _link in self._links:
-            for ch in (term_end, host_end):
+        for link in self._links:
+            for ch in (link.terminal_end, link.host_end):
                 with contextlib.suppress(Exception):
                     await ch.close()
         tasks = [task for task in self._host_tasks if not task.done()]
@@ -277,8 +278,9 @@ class Simulation:
         return self._exported
 
     def _run(self, coro: Any) -> Any:
-        # (Terminal and host code never needs a task of its own: a sale that never waits runs with
-        # none — VirtualEventLoop.run_directly.)
+        """Run ``coro`` to its end on the simulation's loop. (Terminal and host code never needs a
+        task of its own: a sale that never waits runs with none — VirtualEventLoop.run_directly.
+        Each instance binds ``_run`` straight to it; this method documents it.)"""
         return self.loop.run_directly(coro)
 
     def advance(self, seconds: float) -> None:
@@ -297,30 +299,42 @@ class Simulation:
             raise HostDown("simulated host is down (crashed)")
         self._connections += 1
         number = self._connections
-        wire = self.wire
-        # faulty_pipe's choice for a plain in-memory connection, made once here: a DirectLink.
-        if wire is not None:
-            link = _faults.DirectLink(self.faults.plan, wire=wire, trace=self.trace, name=f"conn{number}",
-                                      header=wire.prefix, max_frame=wire.max_frame)
-        else:
-            link = _faults.DirectLink(self.faults.plan, trace=self.trace, name=f"conn{number}")
-        if not self.capture_frames:
-            # The raw bytes of stream-level deliveries are kept only for a pcap (campaigns write none).
-            link.keep_wire_bytes = False
-        term_end, host_end = link.terminal_end, link.host_end
         links = self._links
         # Forget connections that are over (crashes and power cuts walk this list): the last one
-        # usually is, and once dropped its objects are freed at once (they form no cycle).
-        while links and links[-1][2]._done:
-            links.pop()
+        # usually is. Once dropped, a link is reused for this connection if nothing else can reach
+        # it or its ends (DirectLink.reusable), else its objects are freed (they form no cycle).
+        link = None
+        while links and links[-1]._done:
+            done = links.pop()
+            if link is None and done.reusable():
+                link = done
         if len(links) >= 32:
-            links[:] = [entry for entry in links if not entry[2]._done]
-        links.append((term_end, host_end, link))
+            links[:] = [entry for entry in links if not entry._done]
+        if link is not None:
+            link.reopen(self.faults.plan, f"conn{number}")
+        else:
+            # faulty_pipe's choice for a plain in-memory connection, made once here: a DirectLink.
+            wire = self.wire
+            if wire is not None:
+                link = _faults.DirectLink(self.faults.plan, wire=wire, trace=self.trace, name=f"conn{number}",
+                                          header=wire.prefix, max_frame=wire.max_frame)
+            else:
+                link = _faults.DirectLink(self.faults.plan, trace=self.trace, name=f"conn{number}")
+        # The raw bytes of stream-level deliveries are kept only for a pcap (campaigns write none).
+        link.keep_wire_bytes = bool(self.capture_frames)
+        links.append(link)
         # The host side is served with no task: it handles what reaches its end from the link's
         # callbacks, starting once the first frame (or the close) gets there, in the same loop
-        # iteration (host_sim.serve.DirectServer).
-        link.on_first_input = self._world.serve_direct(host_end)
-        return term_end
+        # iteration (host_sim.serve.DirectServer). The server is kept with the link, to be reused
+        # with it.
+        server = link.server
+        if server is None:
+            start = self._world.serve_direct(link.host_end)
+        else:
+            start = self._world.serve_direct(link.host_end, server)
+        link.server = getattr(start, "__self__", None)
+        link.on_first_input = start
+        return link.terminal_end
 
     def _host_task(self, task: asyncio.Task[Any]) -> None:
         """A task serving a connection (one that had to wait: issuer_slow), cancelled at shutdown."""
@@ -344,12 +358,15 @@ class Simulation:
         if at not in POWER_STEPS:
             raise SimulationError(f"power_cycle at={at!r}: expected one of {list(POWER_STEPS)}")
         self._armed["terminal"] = (at, off_for)
+        self._world.watch_steps()
 
     def on_step(self, step: str, attempt: Any) -> None:
-        """Called by the terminal at its named steps; raises its PowerCut when a cut is armed there."""
+        """Called by the terminal at its named steps; raises its PowerCut when a cut is armed there.
+        (The terminal calls it only while a cut is armed: World.watch_steps.)"""
         armed = self._armed.get("terminal")
         if armed is not None and armed[0] == step:
             del self._armed["terminal"]
+            self._world.watch_steps()
             self.emit({"actor": "sim", "target": "terminal", "kind": "power_cut", "step": step,
                        "attempt": attempt, "detail": f"power cut at {step}"})
             self._world.pending_power_off = armed[1]

@@ -72,11 +72,19 @@ class Trace:
         self.loop = loop
         self.wire = wire
         self.clock = clock
-        # Events in order: dicts, and (t, build, args) tuples for events recorded lazily
-        # (record_lazy), built into their dicts the first time ``events`` is read.
+        # Events in order: dicts, and (t, code, args) tuples for events recorded lazily
+        # (record_lazy), built into their dicts the first time ``events`` is read. ``code`` is the
+        # builder's index in ``_builders``, not the builder itself: a tuple of floats, ints,
+        # strings and bytes is untracked by the garbage collector at its first pass, one holding a
+        # function stays tracked — and every event kept tracked makes each later full collection
+        # longer (a simulation keeps several per sale: that was most of its collector time).
         self._events: list[Any] = []
         self._lazy = 0          # how many of them are still tuples
-        self.connections: list[Connection] = []
+        self._builders: list[Callable[..., dict[str, Any]]] = []
+        self._codes: dict[Callable[..., dict[str, Any]], int] = {}
+        # The connections seen, as plain (id, name, opened_at) tuples (untracked by the garbage
+        # collector, as above) until read as Connection (:attr:`connections`).
+        self._connections: list[Any] = []
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         # A clock that is a pure function of this trace's loop time (the simulation's VirtualClock)
         # need not be read per event: the business time ``at`` of an event stamped with ``t`` is
@@ -104,8 +112,8 @@ class Trace:
             entry = events[seq]
             if entry.__class__ is not tuple:
                 continue
-            t, build, args = entry
-            event = build(*args)
+            t, code, args = entry
+            event = self._builders[code](*args)
             event["t"] = t
             event["seq"] = seq
             events[seq] = event
@@ -122,8 +130,38 @@ class Trace:
         if self._listeners or self._stamp_at:
             self.record_owned(build(*args))
             return
-        self._events.append((self._time(), build, args))
+        code = self._codes.get(build)
+        if code is None:
+            code = self._register(build)
+        self._events.append((self._time(), code, args))
         self._lazy += 1
+
+    def record_lazy_pair(self, first: Callable[..., dict[str, Any]], second: Callable[..., dict[str, Any]],
+                         *args: Any) -> None:
+        """:meth:`record_lazy` of ``first``, then of ``second``, with the same arguments at the same
+        instant (a link's "recv" and "deliver" of a frame it forwards at once): one call, one
+        clock reading and one tuple of arguments for the two events."""
+        if self._listeners or self._stamp_at:
+            self.record_owned(first(*args))
+            self.record_owned(second(*args))
+            return
+        codes = self._codes
+        one, two = codes.get(first), codes.get(second)
+        if one is None or two is None:
+            one, two = self._register(first), self._register(second)
+        t = self._time()
+        events = self._events
+        events.append((t, one, args))
+        events.append((t, two, args))
+        self._lazy += 2
+
+    def _register(self, build: Callable[..., dict[str, Any]]) -> int:
+        """The index of ``build`` among this trace's lazy event builders (added if new)."""
+        code = self._codes.get(build)
+        if code is None:
+            code = self._codes[build] = len(self._builders)
+            self._builders.append(build)
+        return code
 
     def _now(self) -> float:
         loop = self.loop
@@ -177,10 +215,26 @@ class Trace:
         """Call ``listener(event)`` for every new event (live logging, e.g. the proxy's stderr log)."""
         self._listeners.append(listener)
 
+    @property
+    def connections(self) -> list[Connection]:
+        """Every connection opened so far (see :meth:`open_connection`), in order."""
+        conns = self._connections
+        for i, conn in enumerate(conns):
+            if conn.__class__ is not Connection:
+                conns[i] = Connection(*conn)
+        return conns
+
     def open_connection(self, name: str) -> Connection:
-        conn = Connection(len(self.connections), name, self._time())
-        self.connections.append(conn)
+        conn = Connection(len(self._connections), name, self._time())
+        self._connections.append(conn)
         return conn
+
+    def connection_id(self, name: str) -> int:
+        """:meth:`open_connection`'s id, for a caller that needs no more (a fault link per
+        simulated sale): the connection is kept as a plain tuple until :attr:`connections` is read."""
+        number = len(self._connections)
+        self._connections.append((number, name, self._time()))
+        return number
 
     def __len__(self) -> int:
         return len(self._events)
@@ -236,4 +290,4 @@ class Trace:
         return len(lines)
 
     def __repr__(self) -> str:
-        return f"<Trace {len(self.events)} events, {len(self.connections)} connections>"
+        return f"<Trace {len(self.events)} events, {len(self._connections)} connections>"

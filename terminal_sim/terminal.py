@@ -32,6 +32,7 @@ import operator
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from inspect import isawaitable
 from typing import Any
 
 from iso8583 import tlv
@@ -235,15 +236,6 @@ class Terminal:
             result = self.on_step(step, attempt)
             if result is not None and inspect.isawaitable(result):
                 await result
-
-    def _hook(self, step: str, attempt: int) -> Any:
-        """Call the step hook (a power cut raises from here); returns what to await, if anything.
-        The hot path's form of :meth:`_step`: no coroutine made when the hook is synchronous."""
-        hook = self.on_step
-        if hook is None:
-            return None
-        result = hook(step, attempt)
-        return result if result is not None and inspect.isawaitable(result) else None
 
     async def _open(self) -> Any | None:
         try:
@@ -575,7 +567,8 @@ class Terminal:
                      steps: bool = True) -> bool:
         """Print a receipt, recording the result in the journal right after the paper comes out.
         ``text`` may be the ``render_receipt`` arguments instead (rendered when someone reads it)."""
-        if steps and (waiting := self._hook("before-print", attempt)) is not None:
+        hook = self.on_step if steps else None   # as in _online
+        if hook is not None and (waiting := hook("before-print", attempt)) is not None and isawaitable(waiting):
             await waiting
         at = self._time()
         try:
@@ -588,7 +581,7 @@ class Terminal:
         if self.events is not None:   # hot path: no event arguments built when nobody listens
             self.events({"actor": "terminal", "kind": "print" if status == "printed" else "print_failed",
                          "tid": self.config.tid, "attempt": attempt, "detail": f"{copy} {status}"})
-        if steps and (waiting := self._hook("after-print", attempt)) is not None:
+        if hook is not None and (waiting := hook("after-print", attempt)) is not None and isawaitable(waiting):
             await waiting
         return status == "printed"
 
@@ -851,20 +844,28 @@ class Terminal:
             journal.decide(attempt, outcome="failed", at=self._time(), detail=why)
             self._emit("refused", attempt=attempt, detail=why)
             return TxnResult(attempt, "failed", detail=why)
-        entered = self._pin_for(card, amount_value, pin) if card is not None else None
-        request = self._build(txn, amount=amount, card=card, pin=entered, extra=extra)
         reversible = txn in _REVERSIBLE
         armed = reversible and profile.persist_reversal_before_send
         loop_time = asyncio.get_running_loop().time
-        attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
-                                        request=request, at=loop_time(), arm_reversal=armed, original=original,
-                                        masked=masked if card is not None else None)
+        if card is not None and not extra:   # a sale, pre-authorization or balance: what _build does
+            request = self._build_card(txn, amount, card, self._pin_for(card, amount_value, pin))
+            attempt = journal.begin(cfg.tid, kind, amount_value, masked, entry, request, loop_time(), armed, True,
+                                    "online", original)
+        else:
+            entered = self._pin_for(card, amount_value, pin) if card is not None else None
+            request = self._build(txn, amount=amount, card=card, pin=entered, extra=extra)
+            attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
+                                            request=request, at=loop_time(), arm_reversal=armed, original=original,
+                                            masked=masked if card is not None else None)
         events = self.events
         if events is not None:
             events({"actor": "terminal", "kind": "attempt", "tid": cfg.tid, "attempt": attempt,
                     "stan": request.fields[11], "amount": amount_value,
                     "detail": f"{kind} armed={'True' if armed else 'False'}"})
-        if (waiting := self._hook("before-send", attempt)) is not None:
+        # The step hook (what _step does, without making a coroutine or a call frame per step); a
+        # power cut raises from it.
+        hook = self.on_step
+        if hook is not None and (waiting := hook("before-send", attempt)) is not None and isawaitable(waiting):
             await waiting
         try:
             ch = await self.connector()
@@ -886,11 +887,12 @@ class Terminal:
         if sent and events is not None:
             events({"actor": "terminal", "kind": "send", "tid": cfg.tid, "mti": request.mti,
                     "stan": request.fields[11], "attempt": attempt})
-        if (waiting := self._hook("after-send", attempt)) is not None:
+        if hook is not None and (waiting := hook("after-send", attempt)) is not None and isawaitable(waiting):
             await waiting
         reply = (await self._await_reply(ch, request, loop_time() + cfg.response_timeout, attempt=attempt)
                  if sent else _Reply("closed"))
-        if reply.msg is not None and (waiting := self._hook("after-response", attempt)) is not None:
+        if (reply.msg is not None and hook is not None and (waiting := hook("after-response", attempt)) is not None
+                and isawaitable(waiting)):
             await waiting
         if reply.kind == "ok":
             try:
@@ -953,8 +955,13 @@ class Terminal:
             self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
                                 in_batch=in_batch, receipt=stored, reversal=reversal, void_original=void_original)
         else:
-            self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
-                                in_batch=in_batch, receipt=stored, reversal=reversal, void_original=void_original)
+            if void_original is None:   # decide(), by position (see Journal.decide_answer)
+                self.journal.decide_answer(attempt, outcome, self._time(), rc, auth, rrn, None, in_batch, stored,
+                                           reversal)
+            else:
+                self.journal.decide(attempt, outcome=outcome, at=self._time(), rc=rc, auth_code=auth, rrn=rrn,
+                                    in_batch=in_batch, receipt=stored, reversal=reversal,
+                                    void_original=void_original)
             if self.events is not None:
                 event = {"actor": "terminal", "kind": "decided", "tid": self.config.tid, "attempt": attempt,
                          "stan": request.fields[11]}

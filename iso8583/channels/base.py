@@ -122,17 +122,26 @@ class Inbox:
     def error(self) -> BaseException | None:
         return self._error
 
-    def arm_waiter(self, loop: asyncio.AbstractEventLoop, name: str) -> asyncio.Future[Any]:
+    def arm_waiter(self, loop: asyncio.AbstractEventLoop, name: str, waiter: Any = None) -> Any:
         """The future an empty inbox's reader waits on (set when a frame or the end arrives); raises
         instead what the reader must hear: the framing error, the peer's end, a second reader.
-        The one rule for every reader of an inbox (this :meth:`get` and the simulation's direct link)."""
+        The one rule for every reader of an inbox (this :meth:`get`, the simulation's direct link,
+        and ``host_sim.serve.DirectServer``).
+
+        ``waiter``: a reader that waits as itself rather than on a new future — anything with the
+        future's ``done()`` and ``set_result(value)`` (a server driven by its inbox): it is
+        registered and returned, and the end of the stream is returned as None instead of raised
+        (the error still is raised; the order of the checks is the same)."""
         if self._error is not None:
             raise self._error
         if self.eof:
+            if waiter is not None:
+                return None
             raise ChannelClosed(f"{name}: closed by peer")
         if self._waiter is not None:
             raise ChannelError(f"{name}: recv() called concurrently; one reader per channel")
-        waiter = loop.create_future()
+        if waiter is None:
+            waiter = loop.create_future()
         self._waiter = waiter
         return waiter
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -45,10 +46,12 @@ from iso8583.framing import (
     length_prefix,
 )
 
-from .link import FaultLink, decide_and_record, record_delivery
+from .link import FaultLink, connection_of, decide_and_record, record_delivery
 from .rules import TO_HOST, TO_TERMINAL, Delivery, FaultPlan
 
 __all__ = ["DirectLink", "direct_pipe"]
+
+_refs = sys.getrefcount
 
 _CLOSE = object()   # a graceful close travels behind the frames sent before it
 _RESET = object()
@@ -65,6 +68,19 @@ def _deliver_event(link: str, direction: str, conn: int | None, frame: bytes) ->
     """The "deliver" event of a whole frame (what record_delivery records for it)."""
     return {"actor": "net", "kind": "deliver", "link": link, "direction": direction, "conn": conn,
             "size": len(frame), "frame": frame}
+
+
+def _side_of(link: str, direction: str) -> str:
+    """The link's side that receives what is sent in ``direction`` (as a pumped link's channels are
+    called: events, errors)."""
+    return f"{link}:proxy-t" if direction == TO_HOST else f"{link}:proxy-h"
+
+
+def _closed_event(link: str, direction: str, conn: int) -> dict[str, Any]:
+    """The "closed" event of a link whose sender of ``direction`` closed (what FaultLink._emit
+    records for it)."""
+    return {"actor": "net", "kind": "closed", "link": link, "direction": direction, "conn": conn,
+            "detail": f"{_side_of(link, direction)} closed"}
 
 
 class _EndedLink:
@@ -135,14 +151,15 @@ def _pump(loop: Any, after: Any, inbox: Inbox) -> None:
     empty ``inbox``) until the inbox is woken — a frame, the end, an error — or an unsafe one is
     next, exactly as the loop would run them once the reader yields. When woken, the callbacks
     queued before the reader's wake-up would have been still run first; those after it stay queued
-    (they would run after the reader's step anyway)."""
+    (they would run after the reader's step anyway). The first callback is safe (the caller just
+    checked: it is not asked twice)."""
     woken = _Woken(after)
     inbox._waiter = woken  # type: ignore[assignment]
     try:
-        while after:
-            if not _pump_safe(after[0][0]):
-                break
+        while True:
             _run_next(loop, after)
+            if not after or not _pump_safe(after[0][0]):
+                break
             before = woken.before
             if before is not None:
                 # (The link's own callbacks queue nothing ahead of the reader's wake-up: a drain
@@ -165,6 +182,9 @@ class _End(MemoryChannel):
     # tests/runtime/test_channels.py checks that no attribute of a memory channel is missing.
     idle_timeout = None
     _closed = False
+    #: Channel.closed, as a plain attribute kept equal to ``_closed`` (read several times per
+    #: request: whether an answer may still be sent, whether the server goes on).
+    closed = False
     peer = None
     latency = 0.0
     _deframer = None
@@ -181,6 +201,19 @@ class _End(MemoryChannel):
         self._max_length = prefix.max_length
         self._link = link
         self._out = out   # the direction of what this end sends
+
+    def _reopen(self, link: DirectLink, name: str) -> None:
+        """Be what ``__init__`` makes, for ``link`` and ``name`` (same direction, prefix and limit):
+        open, nothing queued, no error (see :meth:`DirectLink.reopen`)."""
+        self.name = name
+        self._link = link
+        self._closed = self.closed = False
+        if self.idle_timeout is not None:
+            self.idle_timeout = None
+        inbox = self.inbox   # as a new Inbox()
+        inbox._frames.clear()
+        inbox._waiter = inbox._error = inbox.on_drained = None
+        inbox.eof = False
 
     async def recv(self, timeout: float | None = ...) -> bytes:  # type: ignore[assignment]
         """As :meth:`Channel.recv`; a timed wait is one loop timer on the waiting future (the terminal
@@ -259,7 +292,7 @@ class _End(MemoryChannel):
         """:meth:`close` without the coroutine (nothing here waits)."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = self.closed = True
         inbox = self.inbox
         inbox.eof = True
         if inbox._waiter is not None:
@@ -272,7 +305,7 @@ class _End(MemoryChannel):
                 link._defer(link._drain)
 
     async def reset(self) -> None:
-        self._closed = True
+        self._closed = self.closed = True
         self.inbox.fail(ChannelReset(f"{self.name}: connection reset"))
         self._link._input(self._out, _RESET, False)
 
@@ -398,6 +431,9 @@ class DirectLink(FaultLink):
     #: Starts the host side's serving task, if its start was deferred (``start_later``): called
     #: once the first input (a frame, a close, a reset) has been handled, or when the link ends.
     on_first_input: Callable[[], None] | None = None
+    #: What serves the host end, when its owner keeps it with the link (a simulation keeps its
+    #: ``host_sim.serve.DirectServer`` here, to reuse both together: :meth:`reopen`).
+    server: Any = None
 
     def __init__(self, plan: FaultPlan | None = None, *, wire: Any = None, trace: Any = None, name: str = "link",
                  header: LengthPrefix | str | None = "binary2", max_frame: int = DEFAULT_MAX_FRAME) -> None:
@@ -428,6 +464,52 @@ class DirectLink(FaultLink):
             self._defer = loop.call_soon
             self._wake_inline: Callable[[bool], bool] | None = None
 
+    # -- reuse --------------------------------------------------------------------------------------------
+    # A simulation opens a connection per sale; building a link, its two ends, their inboxes and a
+    # host-side server, then freeing them, cost about a tenth of what the simulation layer spends on
+    # a sale. A finished link that nobody else can reach is made a new connection instead.
+
+    def reusable(self) -> bool:
+        """Whether :meth:`reopen` may make this link a new connection without anyone being able to
+        tell: the link is finished and idle (nothing scheduled, queued, delayed or half-deframed),
+        and nothing holds it, its ends, their inboxes or its :attr:`server` but one another and the
+        caller's single reference (reference counts; no weak reference either). Whoever kept an end
+        (a test, a late reader), a callback still queued, a task still serving: each keeps a
+        reference, and the link is then left alone (and freed once they let go)."""
+        if (not self._done or self._scheduled or self._queue or self._outboxes or self._deframers
+                or self._ended is not None or self.__weakref__ is not None):
+            return False
+        term, host, server = self.terminal_end, self.host_end, self.server
+        # The references expected: to the link, the caller's, ``self`` and getrefcount's argument;
+        # to an end, the link's two attributes naming it (terminal_end/terminal, host_end/host),
+        # the local variable and the argument — to the host end also the server's channel and its
+        # bound send_nowait; to an inbox, its end's and the argument — to the host end's also the
+        # server's _inbox; to the server, the link's, the local variable and the argument.
+        if server is None:
+            served = _refs(host) == 4 and _refs(host.inbox) == 2
+        else:
+            served = _refs(host) == 6 and _refs(host.inbox) == 3 and _refs(server) == 3
+        return (served and _refs(self) == 3 and _refs(term) == 4 and _refs(term.inbox) == 2
+                and term.__weakref__ is None and host.__weakref__ is None
+                and term._deframer is None and host._deframer is None)
+
+    def reopen(self, plan: FaultPlan, name: str) -> None:
+        """Make this finished, :meth:`reusable` link the new connection ``name``, as
+        ``DirectLink(plan, name=name)`` with the other arguments it was made with: its ends
+        renamed, open and empty, a new connection in the trace, counts from zero. (Its
+        :attr:`server`, if any, is its keeper's to reopen.)"""
+        self.plan = plan
+        if plan.origin is None:
+            plan.start(self._loop.time())
+        self.terminal_end._reopen(self, f"{name}:terminal")
+        self.host_end._reopen(self, f"{name}:host")
+        self.name = name
+        self.conn = connection_of(self.trace, name)
+        self.counts = {}
+        self._done = False
+        self._closing = None
+        self._scheduled = False
+
     def _outbox(self, direction: str) -> _Outbox:
         outbox = self._outboxes.get(direction)
         if outbox is None:
@@ -438,7 +520,7 @@ class DirectLink(FaultLink):
     # Names of the link's own sides, as a pumped link's channels are called (events, errors).
     def _side_name(self, direction: str) -> str:
         """The side that receives what is sent in ``direction``."""
-        return f"{self.name}:proxy-t" if direction == TO_HOST else f"{self.name}:proxy-h"
+        return _side_of(self.name, direction)
 
     def _writer_name(self, direction: str) -> str:
         """The side that writes what travels in ``direction``."""
@@ -466,7 +548,7 @@ class DirectLink(FaultLink):
         inline = self._wake_inline is not None and loop._in_fast_callback and not loop._wake_inline  # type: ignore[attr-defined]
         if inline:
             loop._wake_inline = True  # type: ignore[attr-defined]
-            loop.call_soon = loop._call_soon_after_current  # type: ignore[attr-defined,method-assign]
+            loop.call_soon = loop._call_soon_inline  # type: ignore[attr-defined,method-assign]
         try:
             queue = self._queue
             while queue and not self._done:
@@ -519,26 +601,36 @@ class DirectLink(FaultLink):
             # No rule can act: the plan would forward it untouched (what FaultPlan.decide says).
             counts = self.counts
             counts["forward"] = counts.get("forward", 0) + 1
-            record = self._record
-            lazy = self._record_lazy
-            if lazy is not None:
-                lazy(_forward_event, self.name, direction, self.conn, frame)
-            elif record is not None:
-                record(_forward_event(self.name, direction, self.conn, frame))
-            if outbox is not None and outbox.pending:
-                outbox.put(Delivery(0.0, frame))
-                return
             inbox = dst.inbox
-            if dst._closed or inbox.eof or dst._deframer is not None or len(frame) > dst._max_length:
-                self._write_one(direction, dst, frame, False, "")
+            if ((outbox is not None and outbox.pending) or dst._closed or inbox.eof or dst._deframer is not None
+                    or len(frame) > dst._max_length):
+                record = self._record
+                lazy = self._record_lazy
+                if lazy is not None:
+                    lazy(_forward_event, self.name, direction, self.conn, frame)
+                elif record is not None:
+                    record(_forward_event(self.name, direction, self.conn, frame))
+                if outbox is not None and outbox.pending:
+                    outbox.put(Delivery(0.0, frame))
+                else:
+                    self._write_one(direction, dst, frame, False, "")
                 return
-            # What _write_one does for a frame the receiving end can take as it is: queue it (which
-            # wakes the reader), record the delivery.
-            inbox.put(frame)
-            if lazy is not None:
-                lazy(_deliver_event, self.name, direction, self.conn, frame)
-            elif record is not None:
-                record(_deliver_event(self.name, direction, self.conn, frame))
+            # What _write_one does for a frame the receiving end can take as it is: queue it and
+            # wake the reader (Inbox.put, spelt out: the inbox is open, as checked just above — an
+            # error always comes with eof); then the "recv" and "deliver" events, together (no
+            # event can come between them: waking a reader only schedules it).
+            inbox._frames.append(frame)
+            waiter = inbox._waiter
+            if waiter is not None:
+                inbox._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            pair = self._record_lazy_pair
+            if pair is not None:
+                pair(_forward_event, _deliver_event, self.name, direction, self.conn, frame)
+            elif self._record is not None:
+                self._record(_forward_event(self.name, direction, self.conn, frame))
+                self._record(_deliver_event(self.name, direction, self.conn, frame))
             return
         decision = decide_and_record(self, direction, frame, self._loop.time(), dst.wrap, self._repack)
         if decision.reset:
@@ -590,15 +682,15 @@ class DirectLink(FaultLink):
         other = TO_TERMINAL if direction == TO_HOST else TO_HOST
         if other in self._outboxes:
             self._outboxes[other].abandon(f"{'terminal' if direction == TO_HOST else 'host'} closed")
-        # self._emit("closed", direction, None, detail=...), spelt out: once per connection
-        counts = self.counts
-        counts["closed"] = counts.get("closed", 0) + 1
-        if self.trace is not None:
-            event: dict[str, Any] = {"actor": "net", "kind": "closed", "link": self.name, "direction": direction}
-            if self.conn is not None:
-                event["conn"] = self.conn
-            event["detail"] = f"{self._side_name(direction)} closed"
-            self._record(event)  # type: ignore[misc]
+        lazy = self._record_lazy
+        if lazy is not None and self.conn is not None:
+            # self._emit("closed", ...) as below, its event built when the trace is read (once per
+            # connection: a simulation opens one per sale)
+            counts = self.counts
+            counts["closed"] = counts.get("closed", 0) + 1
+            lazy(_closed_event, self.name, direction, self.conn)
+        else:
+            self._emit("closed", direction, None, detail=f"{self._side_name(direction)} closed")
         self._finish()
 
     def _stream_error(self, direction: str, exc: Exception) -> None:

@@ -151,6 +151,16 @@ def record_delivery(link: Any, direction: str, data: bytes, raw: bool, note: str
     link._record(event)
 
 
+def connection_of(trace: Any, name: str) -> int | None:
+    """The id of a new connection called ``name`` in ``trace`` (a :class:`posfault.trace.Trace`
+    numbers them, for pcap addressing); None for any other events callable."""
+    opener = getattr(trace, "connection_id", None)
+    if opener is not None:
+        return opener(name)  # type: ignore[no-any-return]
+    opener = getattr(trace, "open_connection", None)
+    return opener(name).id if opener is not None else None
+
+
 class FaultLink:
     """Pump frames between ``terminal`` and ``host`` through ``plan``; ``await link.run()``.
 
@@ -176,8 +186,7 @@ class FaultLink:
         self.wire = wire
         self.trace = trace
         self.name = name
-        opener = getattr(trace, "open_connection", None)
-        self.conn: int | None = opener(name).id if opener is not None else None
+        self.conn: int | None = connection_of(trace, name)
         self.counts: dict[str, int] = {}
         # Trace.record_owned skips the defensive copy (events are built fresh here); any other
         # events callable is called as is.
@@ -185,6 +194,7 @@ class FaultLink:
             getattr(trace, "record_owned", trace) if trace is not None else None)
         # Trace.record_lazy, when the trace has it: the per-message events, built when read.
         self._record_lazy: Callable[..., None] | None = getattr(trace, "record_lazy", None)
+        self._record_lazy_pair: Callable[..., None] | None = getattr(trace, "record_lazy_pair", None)
         self._outboxes: dict[str, Any] = {}
         self._done = False
         self._task: asyncio.Task[None] | None = None

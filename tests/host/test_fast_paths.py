@@ -312,3 +312,58 @@ def test_replacing_the_event_sink_takes_effect_at_once() -> None:
     assert [e["kind"] for e in trace.events] == ["recv", "posting", "send"]
     assert [e["kind"] for e in seen] == ["recv", "posting", "send"] and seen[0]["stan"] == "000002"
 
+
+
+# -- the shaped approval statements (constants and accounts written by the trigger) -----------------
+@pytest.mark.parametrize("kind", ["sale", "preauth"])
+@pytest.mark.parametrize("batch", ["", "000042"])
+def test_shaped_approval_statements_store_what_the_general_one_stores(tmp_path, monkeypatch, kind: str,
+                                                                      batch: str) -> None:
+    from host_sim import Ledger, seed
+    from host_sim import ledger as ledger_module
+
+    mid = "100000000000001"
+    target = "payable:" + mid if kind == "sale" else "hold:" + PAN
+    entry_kind = "sale" if kind == "sale" else "preauth_hold"
+    mti = "0200" if kind == "sale" else "0100"
+
+    def run_one(name: str, shaped: bool) -> tuple:
+        ledger = Ledger.open(str(tmp_path / name))
+        seed(ledger)
+        ledger.begin_group()
+        debit, hold = (700, 0) if kind == "sale" else (0, 700)
+        ledger.record_approval((TID, "000001", "1123100000"), kind, mti, mid, PAN, 700,
+                               {"37": "000000000001", "38": "000002"}, "Lfp", batch, debit, hold,
+                               "2026-11-23T10:00:00.000000", "2026-11-23", None, entry_kind, f"card:{PAN}", target)
+        assert ledger._approval is not None
+        assert (ledger._approval[1] != ledger_module._APPROVAL_SQL) == shaped
+        ledger.commit()
+        ledger.check_conservation()
+        dump = _dump(ledger)
+        ledger.close()
+        return dump
+
+    shaped = run_one("shaped.db", True)
+    with monkeypatch.context() as patch:
+        patch.setattr(ledger_module, "_SHAPED_SQL", {})
+        patch.setattr(ledger_module, "_shaped_sql", lambda kind, mti, batch: "")
+        general = run_one("general.db", False)
+    assert shaped == general
+
+
+def test_an_entry_the_shaped_statement_does_not_write_goes_the_general_way(tmp_path) -> None:
+    from host_sim import Ledger, seed
+    from host_sim import ledger as ledger_module
+
+    ledger = Ledger.open(str(tmp_path / "l.db"))
+    seed(ledger)
+    ledger.begin_group()
+    ledger.record_approval((TID, "000001", "1123100000"), "sale", "0200", "100000000000001", PAN, 700,
+                           {"37": "000000000001", "38": "000002"}, "Lfp", "", 700, 0,
+                           "2026-11-23T10:00:00.000000", "2026-11-23", None, "sale", f"card:{PAN}", "capital")
+    assert ledger._approval[1] == ledger_module._APPROVAL_SQL
+    ledger.commit()
+    assert _dump(ledger)[1][-1][4] == "capital"
+    ledger.check_conservation()
+    assert ledger_module._shaped_sql("sale", "02'0", "") == "" and ledger_module._shaped_sql("void", "0200", "") == ""
+    assert ledger_module._shaped_sql("sale", "0200", "x'") == ""

@@ -371,3 +371,30 @@ def test_fast_responses_are_what_make_response_builds(dialect: str, family: str)
             assert ours.mti == theirs.mti and dict(ours.items()) == dict(theirs.items())
             if isinstance(msg.get(60), dict):
                 assert ours[60] is not msg[60]          # a copy: the response never aliases the request
+
+
+@pytest.mark.parametrize(("dialect", "family"), [("iso87ascii", "iso87"), ("unionpay_pos", "unionpay")])
+def test_responses_to_requests_of_many_shapes_echo_what_make_response_echoes(dialect: str, family: str) -> None:
+    """The not-echoed fields are remembered per set of request fields: requests with as many fields
+    but other ones, or the same ones in another order, must each get their own answer."""
+    from iso8583.transactions import make_response
+
+    host = make_host(dialect)
+    base = sale(1, 100, family)
+    variants = [base]
+    for extra, value in ((14, "2812"), (23, "001"), (37, "000000000001"), (48, "x")):
+        msg = sale(1, 100, family)
+        msg[extra] = value
+        variants.append(msg)
+        swapped = sale(1, 100, family)
+        swapped.fields.pop(41)
+        swapped[extra] = value
+        variants.append(swapped)          # same number of fields, a different set
+    reordered = sale(1, 100, family)
+    reordered.fields = dict(reversed(list(reordered.fields.items())))
+    variants.append(reordered)
+    for _ in range(2):   # cold, then from the memo
+        for msg in variants:
+            ours, theirs = host._response(msg, "00"), make_response(msg, "00", family)
+            assert ours.mti == theirs.mti and dict(ours.items()) == dict(theirs.items())
+            assert [n for n in ours.fields if n != 39] == [n for n in msg.fields if n in ours.fields and n != 39]

@@ -92,3 +92,17 @@ def test_fast_path_rows_read_back_identically(tmp_path) -> None:
     preauth = reopened.find(txn_key(request(TxnType.PREAUTH, stan=6, amount=777), "iso87"))
     assert preauth is not None and preauth.hold == 777 and preauth.cardholder_debit == 0
     reopened.close()
+
+
+def test_iso_stamp_is_isoformat_with_microseconds() -> None:
+    import datetime as dt
+
+    from host_sim.host import _iso
+
+    moments = [dt.datetime(2026, 3, 2, 9, 0, 0), dt.datetime(2026, 3, 2, 9, 0, 0, 1), dt.datetime(2026, 3, 2, 23, 59, 59, 999999),
+               dt.datetime(2026, 4, 2, 0, 0, 0, 500000), dt.datetime(2027, 4, 2, 7, 8, 9, 10), dt.datetime(987, 1, 2, 3, 4, 5, 6),
+               dt.datetime(2026, 3, 2, 9, 0, 0, 120, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+               dt.datetime(2026, 3, 2, 9, 30, 0, 0, tzinfo=dt.UTC)]
+    for _ in range(2):   # cold and warm date prefix, and every change of day, month or year between
+        for at in moments + moments[::-1]:
+            assert _iso(at) == at.isoformat(timespec="microseconds")

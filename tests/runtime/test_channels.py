@@ -244,3 +244,43 @@ def test_direct_link_ends_have_every_attribute_of_a_memory_channel() -> None:
 
     plain, ends = run_virtual(main())
     assert len(plain) > 10 and ends == [plain, plain]
+
+
+class _ServerLike:
+    """A reader that waits as itself (what host_sim.serve.DirectServer registers)."""
+
+    def __init__(self) -> None:
+        self.woken = 0
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, _value: object) -> None:
+        self.woken += 1
+
+
+def test_inbox_arm_waiter_with_a_waiter_of_its_own_follows_the_same_rule() -> None:
+    """Inbox.arm_waiter(loop, name, waiter): the waiter is registered and woken like a future; at the
+    end of the stream it is not registered and None comes back (instead of ChannelClosed); the error
+    still comes first, and a second reader is still refused."""
+    from iso8583.channels.base import ChannelError, Inbox
+
+    loop = asyncio.new_event_loop()
+    try:
+        inbox, reader = Inbox(), _ServerLike()
+        assert inbox.arm_waiter(loop, "x", reader) is reader and inbox._waiter is reader
+        with pytest.raises(ChannelError, match="one reader per channel"):
+            inbox.arm_waiter(loop, "x", _ServerLike())
+        inbox.put(b"frame")
+        assert reader.woken == 1 and inbox._waiter is None and len(inbox) == 1
+        inbox.close()
+        assert inbox.arm_waiter(loop, "x", reader) is None and inbox._waiter is None
+        with pytest.raises(ChannelClosed, match="x: closed by peer"):
+            inbox.arm_waiter(loop, "x")            # a plain reader is told by an exception
+        failed = Inbox()
+        failed.fail(ChannelReset("reset"))
+        for waiter in (None, reader):               # the error first, with or without a waiter
+            with pytest.raises(ChannelReset):
+                failed.arm_waiter(loop, "x", waiter)
+    finally:
+        loop.close()

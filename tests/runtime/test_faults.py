@@ -462,3 +462,61 @@ def test_lazily_recorded_events_read_exactly_like_recorded_ones() -> None:
     assert len(seen) == 1 and seen[0]["at"]   # listeners get the business time filled in
     assert {k: v for k, v in seen[0].items() if k != "at"} == lazy.events[-1]
     loop.close()
+
+
+def test_a_lazily_recorded_pair_reads_like_two_recorded_events() -> None:
+    """Trace.record_lazy_pair(first, second, *args) is record_lazy(first, *args) then
+    record_lazy(second, *args): same dicts, times and sequence numbers (and with a live listener)."""
+    from posfault.clock import VirtualClock, new_virtual_loop
+
+    def recv(kind: str, size: int) -> dict:
+        return {"actor": "net", "kind": kind, "size": size}
+
+    def deliver(kind: str, size: int) -> dict:
+        return {"actor": "net", "kind": kind + "-delivered", "size": size}
+
+    loop = new_virtual_loop()
+    one, two = Trace(loop=loop, clock=VirtualClock(loop)), Trace(loop=loop, clock=VirtualClock(loop))
+    for trace in (one, two):
+        trace.record_lazy(recv, "first", 1)   # deliver is new to the trace in the pair below
+    for step in range(2):
+        loop.advance(0.5)
+        one.record_lazy(recv, "frame", step)
+        one.record_lazy(deliver, "frame", step)
+        two.record_lazy_pair(recv, deliver, "frame", step)
+    assert two.events == one.events and two.jsonl_lines() == one.jsonl_lines()
+    heard: list[list[dict]] = [[], []]
+    for trace, seen in zip((one, two), heard):
+        trace.subscribe(seen.append)
+    one.record_lazy(recv, "live", 3)
+    one.record_lazy(deliver, "live", 3)
+    two.record_lazy_pair(recv, deliver, "live", 3)
+    assert heard[0] == heard[1] and len(heard[0]) == 2 and two.events == one.events
+    loop.close()
+
+
+def test_what_a_trace_keeps_per_sale_is_left_alone_by_the_garbage_collector() -> None:
+    """Lazily recorded events and the connections a link opens are kept as plain tuples until read,
+    so the collector untracks them at its first passes (a long run's trace then adds nothing to every
+    later full collection); read back, they are what was recorded."""
+    import gc
+
+    from posfault.clock import VirtualClock, new_virtual_loop
+    from posfault.trace import Connection
+
+    def build(kind: str, size: int) -> dict:
+        return {"actor": "net", "kind": kind, "size": size}
+
+    loop = new_virtual_loop()
+    trace = Trace(loop=loop, clock=VirtualClock(loop))
+    loop.advance(2.0)
+    assert trace.connection_id("conn1") == 0
+    trace.record_lazy(build, "recv", 7)
+    assert trace.open_connection("conn2") == Connection(1, "conn2", 2.0)
+    gc.collect()
+    gc.collect()   # (a tuple is untracked once what it holds is: the outer one may need a second pass)
+    assert not gc.is_tracked(trace._events[0]) and not gc.is_tracked(trace._connections[0])
+    assert trace.connections == [Connection(0, "conn1", 2.0), Connection(1, "conn2", 2.0)]
+    assert all(conn.__class__ is Connection for conn in trace.connections)
+    assert trace.events == [{"actor": "net", "kind": "recv", "size": 7, "t": 2.0, "seq": 0}]
+    loop.close()

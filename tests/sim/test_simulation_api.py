@@ -114,9 +114,23 @@ def test_a_connection_closed_or_stopped_before_any_frame_still_ends_its_host_sid
             first = await sim.connect()
             await first.close()
             await sim.connect()
-            await sim._links[-1][2].stop()
+            await sim._links[-1].stop()
             await asyncio.sleep(1)
 
         sim._run(main())
         assert all(task.done() for task in sim._host_tasks)
         assert sim.terminal.sale("1.00", card="mag-ok").outcome == "approved"
+
+
+def test_the_terminal_steps_are_hooked_only_while_a_power_cut_is_armed() -> None:
+    """Simulation.on_step does nothing at a step without an armed cut, so the terminal gets no hook
+    until one is armed, and loses it once the cut has fired (also in the terminal re-created after)."""
+    with Simulation(seed=5) as sim:
+        assert sim._world.terminal.on_step is None
+        sim.power_cycle("terminal", at="after-send")
+        assert sim._world.terminal.on_step == sim.on_step
+        sim.terminal.sale("1.00")
+        assert sim._world.terminal.on_step is None
+        assert [e["step"] for e in sim.events() if e.get("kind") == "power_cut"] == ["after-send"]
+        sim.run_until_quiet()
+        assert sim.verdict().ok

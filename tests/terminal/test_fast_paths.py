@@ -181,3 +181,23 @@ def test_field_55_template_splices_like_the_plan(emv_hex: str) -> None:
     expected = _spliced(plan, {"9F02": bytes.fromhex("000000001234"), "9A": bytes.fromhex("260302"),
                                "9F37": unpredictable}) if plan else emv
     assert got == expected and len(got) == len(emv)
+
+
+@pytest.mark.parametrize("fmt", [0, 1, 3])
+def test_remembered_pin_blocks_equal_fresh_ones_and_follow_new_keys(fmt: int) -> None:
+    """Link.pin_block remembers format 0 blocks only; each equals a fresh encryption under the key
+    in use (a new PIN key is never answered from the memo), and formats with random fill draw
+    from the terminal's rng every time, as before."""
+    from iso8583.security import pin as pinmod
+    from terminal_sim.link import Link, terminal_master_key
+
+    link = Link("iso87ascii", tmk=terminal_master_key("tmk"), pin_format=fmt, rng=random.Random(5))
+    reference = random.Random(5)
+    pans = ("6217000000000014", "4761739001010010", "6217000000000022")
+    for keys in (keymod.WorkingKeys.generate(16), keymod.WorkingKeys.generate(16)):
+        for _round in range(3):
+            for pan in pans:
+                for pin in ("1234", "987654"):
+                    got = link.pin_block(pin, pan, keys)
+                    assert got == pinmod.encrypt(pin, pan, keys.pin_key, fmt=fmt, rng=reference)
+                    assert pinmod.decrypt(got, pan, keys.pin_key) == pin

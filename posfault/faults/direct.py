@@ -616,15 +616,10 @@ class DirectLink(FaultLink):
                     self._write_one(direction, dst, frame, False, "")
                 return
             # What _write_one does for a frame the receiving end can take as it is: queue it and
-            # wake the reader (Inbox.put, spelt out: the inbox is open, as checked just above — an
-            # error always comes with eof); then the "recv" and "deliver" events, together (no
-            # event can come between them: waking a reader only schedules it).
-            inbox._frames.append(frame)
-            waiter = inbox._waiter
-            if waiter is not None:
-                inbox._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
+            # wake the reader (Inbox.put; the inbox is open, as checked just above); then the
+            # "recv" and "deliver" events, together (no event can come between them: waking a
+            # reader only schedules it).
+            inbox.put(frame)
             pair = self._record_lazy_pair
             if pair is not None:
                 pair(_forward_event, _deliver_event, self.name, direction, self.conn, frame)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import inspect
 import operator
 import random
 from collections.abc import Awaitable, Callable
@@ -234,7 +233,7 @@ class Terminal:
     async def _step(self, step: str, attempt: int) -> None:
         if self.on_step is not None:
             result = self.on_step(step, attempt)
-            if result is not None and inspect.isawaitable(result):
+            if result is not None and isawaitable(result):
                 await result
 
     async def _open(self) -> Any | None:
@@ -853,7 +852,7 @@ class Terminal:
                                     "online", original)
         else:
             entered = self._pin_for(card, amount_value, pin) if card is not None else None
-            request = self._build(txn, amount=amount, card=card, pin=entered, extra=extra)
+            request = self._build_slow(txn, amount=amount, card=card, pin=entered, extra=extra)   # _build's other case
             attempt = journal.begin_attempt(tid=cfg.tid, kind=kind, amount=amount_value, pan=pan, entry=entry,
                                             request=request, at=loop_time(), arm_reversal=armed, original=original,
                                             masked=masked if card is not None else None)
